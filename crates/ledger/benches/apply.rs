@@ -1,0 +1,3 @@
+//! Transfer throughput benchmark.
+
+fn main() {}

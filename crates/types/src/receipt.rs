@@ -1,0 +1,96 @@
+//! Provider receipts: what was asked, what was answered, with which model and at what price.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use crate::{
+    encoding::{encode, Wire, MAX_MESSAGE_BYTES},
+    keys::{self, AccountId, Keypair, Signature},
+    signing::{domain, ChainId},
+    Amount, Cid, Hash,
+};
+
+/// Sampling parameters in integers: no floats in signed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct SamplingParams {
+    /// Temperature in thousandths (`700` = 0.7); `0` means greedy.
+    pub temperature_milli: u32,
+    /// Top-p in thousandths (`1000` = no nucleus cut).
+    pub top_p_milli: u32,
+    /// Top-k (`0` = no cut).
+    pub top_k: u32,
+    /// Sampler seed.
+    pub seed: u64,
+}
+
+/// One served request, as the provider attests it.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Receipt {
+    /// Chain the payment lives on.
+    pub chain_id: ChainId,
+    /// The provider that served and signs.
+    pub provider: AccountId,
+    /// BLAKE3 of the canonical request.
+    pub request_hash: Hash,
+    /// BLAKE3 of the canonical response.
+    pub response_hash: Hash,
+    /// Model that answered.
+    pub model: Cid,
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Completion tokens.
+    pub completion_tokens: u32,
+    /// Sampling rule and seed.
+    pub sampling: SamplingParams,
+    /// Price per million prompt tokens.
+    pub price_in: Amount,
+    /// Price per million completion tokens.
+    pub price_out: Amount,
+    /// Who paid.
+    pub payer: AccountId,
+    /// Cumulative voucher amount that covered this request.
+    pub voucher_amount: Amount,
+    /// When it was served, in milliseconds since the Unix epoch (provider's clock).
+    pub timestamp_ms: u64,
+}
+
+/// A receipt with the provider's signature (domain [`domain::RECEIPT`]).
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct SignedReceipt {
+    /// The receipt.
+    pub receipt: Receipt,
+    /// The provider's signature.
+    pub signature: Signature,
+}
+
+impl Receipt {
+    /// Signs the receipt with the provider's key.
+    pub fn sign(self, provider: &Keypair) -> SignedReceipt {
+        let signature = provider.sign(domain::RECEIPT, &self.chain_id, &encode(&self));
+        SignedReceipt {
+            receipt: self,
+            signature,
+        }
+    }
+
+    /// The receipt's id: BLAKE3 of its canonical encoding.
+    pub fn id(&self) -> Hash {
+        Hash::of(&encode(self))
+    }
+}
+
+impl SignedReceipt {
+    /// Checks the provider's signature for the receipt's own chain id.
+    pub fn verify(&self) -> Result<(), keys::Error> {
+        let receipt = &self.receipt;
+        receipt.provider.verify(
+            domain::RECEIPT,
+            &receipt.chain_id,
+            &encode(receipt),
+            &self.signature,
+        )
+    }
+}
+
+impl Wire for SignedReceipt {
+    const MAX_BYTES: usize = MAX_MESSAGE_BYTES;
+}
