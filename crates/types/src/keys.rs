@@ -162,8 +162,8 @@ impl FromStr for AccountId {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self, Error> {
-        let checked = CheckedHrpstring::new::<Bech32m>(text)
-            .map_err(|err| Error::Bech32(err.to_string()))?;
+        let checked =
+            CheckedHrpstring::new::<Bech32m>(text).map_err(|err| Error::Bech32(err.to_string()))?;
         if checked.hrp() != HRP {
             return Err(Error::Prefix(checked.hrp().to_string()));
         }

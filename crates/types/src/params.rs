@@ -132,7 +132,9 @@ impl Params {
     pub fn validate(&self) -> Result<(), Error> {
         let mut copy = self.clone();
         for name in PARAM_NAMES {
-            let value = self.get(name).ok_or_else(|| Error::Unknown(name.to_string()))?;
+            let value = self
+                .get(name)
+                .ok_or_else(|| Error::Unknown(name.to_string()))?;
             copy.set(name, value)?;
         }
         Ok(())

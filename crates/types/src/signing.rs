@@ -59,7 +59,8 @@ pub enum Error {
 impl ChainId {
     /// Validates and wraps `text`.
     pub fn new(text: &str) -> Result<Self, Error> {
-        let valid_char = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b);
+        let valid_char =
+            |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b);
         if text.is_empty() || !text.bytes().all(valid_char) {
             return Err(Error::InvalidChainId);
         }

@@ -1,0 +1,172 @@
+//! Events emitted by transactions and by end-of-block processing.
+
+use agora_types::{AccountId, Amount, Cid, Hash, Vote};
+
+use crate::state::ProposalStatus;
+
+/// Something that happened while applying a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A transfer.
+    Transfer {
+        /// Sender.
+        from: AccountId,
+        /// Recipient.
+        to: AccountId,
+        /// Amount.
+        amount: Amount,
+    },
+    /// Stake bonded.
+    Bonded {
+        /// Account.
+        account: AccountId,
+        /// Amount.
+        amount: Amount,
+    },
+    /// Unbonding started.
+    Unbonding {
+        /// Account.
+        account: AccountId,
+        /// Amount.
+        amount: Amount,
+        /// Height from which it can be withdrawn.
+        release_height: u64,
+    },
+    /// Matured unbonding entries returned to the balance.
+    Withdrawn {
+        /// Account.
+        account: AccountId,
+        /// Amount.
+        amount: Amount,
+    },
+    /// A provider registered.
+    ProviderRegistered {
+        /// Operator.
+        operator: AccountId,
+    },
+    /// A provider updated its record.
+    ProviderUpdated {
+        /// Operator.
+        operator: AccountId,
+    },
+    /// A provider deregistered.
+    ProviderDeregistered {
+        /// Operator.
+        operator: AccountId,
+    },
+    /// A verifier registered.
+    VerifierRegistered {
+        /// Account.
+        account: AccountId,
+    },
+    /// A channel opened.
+    ChannelOpened {
+        /// Channel id.
+        channel_id: Hash,
+        /// Payer.
+        payer: AccountId,
+        /// Payee.
+        payee: AccountId,
+        /// Deposit.
+        deposit: Amount,
+        /// Expiry height.
+        expiry_height: u64,
+    },
+    /// A channel's deposit or expiry grew.
+    ChannelToppedUp {
+        /// Channel id.
+        channel_id: Hash,
+        /// New total deposit.
+        deposit: Amount,
+        /// New expiry height.
+        expiry_height: u64,
+    },
+    /// A voucher was redeemed.
+    ChannelRedeemed {
+        /// Channel id.
+        channel_id: Hash,
+        /// Payee paid.
+        payee: AccountId,
+        /// Amount paid now.
+        amount: Amount,
+        /// Voucher's cumulative amount.
+        cumulative: Amount,
+    },
+    /// A channel closed.
+    ChannelClosed {
+        /// Channel id.
+        channel_id: Hash,
+        /// Amount returned to the payer.
+        refund: Amount,
+    },
+    /// A provider committed an epoch's receipts.
+    ReceiptsCommitted {
+        /// Provider.
+        provider: AccountId,
+        /// Epoch.
+        epoch: u64,
+        /// Merkle root.
+        root: Hash,
+    },
+    /// A proposal was submitted.
+    ProposalSubmitted {
+        /// Proposal id.
+        id: u64,
+        /// Proposer.
+        proposer: AccountId,
+        /// Last height of voting.
+        end_height: u64,
+    },
+    /// A vote was cast or changed.
+    Voted {
+        /// Proposal id.
+        id: u64,
+        /// Voter.
+        voter: AccountId,
+        /// Vote.
+        vote: Vote,
+    },
+    /// Voting on a proposal ended.
+    ProposalFinished {
+        /// Proposal id.
+        id: u64,
+        /// Outcome.
+        status: ProposalStatus,
+    },
+    /// A proposal's deposit went back to its proposer.
+    DepositReturned {
+        /// Proposal id.
+        id: u64,
+        /// Amount.
+        amount: Amount,
+    },
+    /// A proposal's deposit was burned.
+    DepositBurned {
+        /// Proposal id.
+        id: u64,
+        /// Amount.
+        amount: Amount,
+    },
+    /// A model became servable.
+    ModelActivated {
+        /// Model.
+        cid: Cid,
+    },
+    /// A model stopped being servable.
+    ModelRetired {
+        /// Model.
+        cid: Cid,
+    },
+    /// A parameter changed.
+    ParamChanged {
+        /// Name.
+        name: String,
+        /// New value.
+        value: u128,
+    },
+    /// A safety policy was adopted.
+    SafetyPolicySet {
+        /// Policy document.
+        cid: Cid,
+    },
+}
