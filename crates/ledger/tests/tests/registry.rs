@@ -1,0 +1,106 @@
+use agora_ledger::{query, TxError};
+use agora_types::{Cid, Hash, ReceiptTotals, TxBody, UNITS_PER_AGR};
+
+use super::harness::{model, provider_info, Net};
+
+#[test]
+fn genesis_provider_is_active() {
+    let net = Net::new();
+    let providers = query::providers(&net.storage).unwrap();
+    assert_eq!(providers.len(), 1);
+    assert!(providers[0].active);
+}
+
+#[test]
+fn provider_needs_min_stake_and_active_models() {
+    let mut net = Net::new();
+    let base = model("base").cid;
+    let res = net.run("alice", TxBody::RegisterProvider(provider_info(&[base])));
+    assert!(matches!(res, Err(TxError::InsufficientStake { .. })));
+    net.run(
+        "alice",
+        TxBody::Bond {
+            amount: 100 * UNITS_PER_AGR,
+        },
+    )
+    .unwrap();
+    let unknown = Cid::of(b"ungoverned");
+    let res = net.run("alice", TxBody::RegisterProvider(provider_info(&[unknown])));
+    assert_eq!(res, Err(TxError::ModelNotActive { cid: unknown }));
+    let res = net.run(
+        "alice",
+        TxBody::RegisterProvider(provider_info(&[base, base])),
+    );
+    assert!(matches!(res, Err(TxError::InvalidProviderInfo(_))));
+    net.run("alice", TxBody::RegisterProvider(provider_info(&[base])))
+        .unwrap();
+    let res = net.run("alice", TxBody::RegisterProvider(provider_info(&[base])));
+    assert_eq!(res, Err(TxError::AlreadyRegistered));
+    let view = query::provider(&net.storage, &super::harness::id("alice"))
+        .unwrap()
+        .unwrap();
+    assert!(view.active);
+    // Unbonding below min_stake makes it inactive.
+    net.run("alice", TxBody::Unbond { amount: 1 }).unwrap();
+    let view = query::provider(&net.storage, &super::harness::id("alice"))
+        .unwrap()
+        .unwrap();
+    assert!(!view.active);
+    net.run("alice", TxBody::DeregisterProvider).unwrap();
+    assert!(query::provider(&net.storage, &super::harness::id("alice"))
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        net.run("alice", TxBody::DeregisterProvider),
+        Err(TxError::NotRegistered)
+    );
+}
+
+#[test]
+fn verifier_needs_min_stake() {
+    let mut net = Net::new();
+    let res = net.run("carol", TxBody::RegisterVerifier);
+    assert!(matches!(res, Err(TxError::InsufficientStake { .. })));
+    net.run(
+        "carol",
+        TxBody::Bond {
+            amount: 100 * UNITS_PER_AGR,
+        },
+    )
+    .unwrap();
+    net.run("carol", TxBody::RegisterVerifier).unwrap();
+    assert!(query::is_verifier(&net.storage, &super::harness::id("carol")).unwrap());
+}
+
+#[test]
+fn receipts_commit_once_per_epoch_for_registered_providers() {
+    let mut net = Net::new();
+    let totals = ReceiptTotals {
+        requests: 3,
+        tokens_in: 30,
+        tokens_out: 60,
+        amount: 900,
+    };
+    let commit = |epoch| TxBody::CommitReceipts {
+        epoch,
+        root: Hash::of(b"root"),
+        totals,
+    };
+    assert_eq!(net.run("alice", commit(0)), Err(TxError::NotRegistered));
+    net.run("prov", commit(0)).unwrap();
+    assert_eq!(
+        net.run("prov", commit(0)),
+        Err(TxError::AlreadyCommitted(0))
+    );
+    assert_eq!(
+        net.run("prov", commit(5)),
+        Err(TxError::EpochInFuture {
+            epoch: 5,
+            current: 0
+        })
+    );
+    let stored = query::receipt_commitment(&net.storage, &super::harness::id("prov"), 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.totals, totals);
+}
