@@ -142,3 +142,35 @@ proptest! {
         check_bytes(&mut net, &bytes);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1_500, ..ProptestConfig::default() })]
+
+    /// Random bytes read as a body (ignoring what is left over), signed properly by a funded
+    /// key, so that execution itself meets arbitrary input.
+    #[test]
+    fn arbitrary_bodies_signed_by_funded_keys_keep_invariants(
+        variant in 0u8..20,
+        rest in proptest::collection::vec(any::<u8>(), 0..400),
+        who in 0usize..4,
+    ) {
+        let bytes = [&[variant][..], &rest].concat();
+        let mut slice = bytes.as_slice();
+        let Ok(body) = <TxBody as borsh::BorshDeserialize>::deserialize(&mut slice) else {
+            return Ok(());
+        };
+        let mut net = Net::new();
+        let name = ["alice", "bob", "prov", "val"][who];
+        let before = net.account(name);
+        let tx = net.tx(name, body);
+        prop_assert_eq!(check_tx(&net.storage, &tx), Ok(()));
+        let outcome = net.block(vec![tx]);
+        net.audit();
+        let after = net.account(name);
+        prop_assert_eq!(after.nonce, before.nonce + 1);
+        if outcome.txs[0].result.is_err() {
+            prop_assert_eq!(after.balance, before.balance - super::harness::FEE);
+            prop_assert_eq!(after.bonded, before.bonded);
+        }
+    }
+}
