@@ -1,9 +1,13 @@
 //! The one canonical encoding of Agora: borsh, decoded with explicit bounds.
 //!
 //! Everything that is signed or hashed is encoded with [`encode`].
-//! [`decode`] refuses inputs longer than the type's [`Wire::MAX_BYTES`], refuses trailing
-//! bytes, and relies on [`crate::bounded`] types so that no declared length can make it
-//! allocate more than the input could describe.
+//! [`decode`] refuses inputs longer than the type's [`Wire::MAX_BYTES`] and refuses trailing
+//! bytes.
+//! Variable-length fields inside signed messages are [`crate::bounded`] types, which refuse a
+//! declared length above their bound before reading anything.
+//! The few plain `Vec`s (a block's transactions, genesis lists) rely on borsh's cautious
+//! preallocation (at most 4 KiB up front, then growth only as items actually decode), so
+//! allocation stays proportional to the input, which is itself bounded.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 

@@ -11,9 +11,9 @@
 //!
 //! # Decoding untrusted bytes
 //!
-//! [`encoding::decode`] bounds the input's length per type, rejects trailing bytes, and every
-//! variable-length field is a [`bounded`] type, so hostile length prefixes cannot make it
-//! allocate without limit.
+//! [`encoding::decode`] bounds the input's length per type and rejects trailing bytes;
+//! variable-length fields of signed messages are [`bounded`] types, so hostile length
+//! prefixes cannot make it allocate without limit.
 //!
 //! # Example
 //!

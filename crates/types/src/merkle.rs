@@ -5,6 +5,14 @@
 //! Leaves and inner nodes are hashed under different one-byte prefixes (`0x00`, `0x01`), so a
 //! leaf can never pass for an inner node.
 //! The root of zero leaves is [`EMPTY_ROOT`].
+//!
+//! # Why `rs_merkle`
+//!
+//! `commonware-storage`'s `bmt` module was the other candidate, but that crate's default
+//! features pull in `commonware-runtime` (async) and its hasher trait lives in
+//! `commonware-cryptography`, which the ledger must not depend on.
+//! `rs_merkle` is synchronous, generic over the hasher (BLAKE3 here), uses integer arithmetic
+//! only, and adds one small dependency (`sha2`, unused by us).
 
 use borsh::{BorshDeserialize, BorshSerialize};
 
