@@ -214,3 +214,119 @@ fn invalid_proposals_and_votes_fail() {
     assert_eq!(res, Err(TxError::VotingClosed(proposal)));
     net.audit();
 }
+
+#[test]
+fn replace_model_retires_old_and_activates_new() {
+    let mut net = Net::new();
+    let old = model("base").cid;
+    let new = model("base-v2");
+    let proposal = submit(
+        &mut net,
+        ProposalKind::ReplaceModel {
+            old,
+            new: new.clone(),
+        },
+    );
+    vote(&mut net, "val", proposal, Vote::Yes);
+    net.block(Vec::new());
+    assert_eq!(
+        query::model(&net.storage, &old).unwrap().unwrap().status,
+        ModelStatus::Retired
+    );
+    assert_eq!(
+        query::model(&net.storage, &new.cid)
+            .unwrap()
+            .unwrap()
+            .status,
+        ModelStatus::Active
+    );
+}
+
+#[test]
+fn safety_policy_and_text_proposals_pass() {
+    let mut net = Net::new();
+    let policy = agora_types::Cid::of(b"policy v1");
+    let first = submit(&mut net, ProposalKind::SetSafetyPolicy { cid: policy });
+    let second = submit(
+        &mut net,
+        ProposalKind::Text {
+            text: "be kind".try_into().unwrap(),
+        },
+    );
+    vote(&mut net, "val", first, Vote::Yes);
+    vote(&mut net, "val", second, Vote::Yes);
+    net.empty_blocks(1);
+    assert_eq!(query::safety_policy(&net.storage).unwrap(), Some(policy));
+    for id in [first, second] {
+        assert_eq!(
+            query::proposal(&net.storage, id).unwrap().unwrap().status,
+            ProposalStatus::Passed
+        );
+    }
+    net.audit();
+}
+
+#[test]
+fn later_vote_replaces_earlier_vote() {
+    let mut net = Net::new();
+    let proposal = submit(&mut net, ProposalKind::AddModel(model("flip")));
+    vote(&mut net, "val", proposal, Vote::Yes);
+    vote(&mut net, "val", proposal, Vote::No);
+    let record = query::proposal(&net.storage, proposal).unwrap().unwrap();
+    assert_eq!(record.status, ProposalStatus::Rejected);
+    assert_eq!(
+        (record.tally.yes, record.tally.no),
+        (0, 1_000 * UNITS_PER_AGR)
+    );
+    assert_eq!(
+        query::votes(&net.storage, proposal).unwrap(),
+        vec![(id("val"), Vote::No)]
+    );
+}
+
+#[test]
+fn votes_weigh_bonded_stake_at_the_end_of_voting() {
+    let mut net = Net::new();
+    let proposal = submit(&mut net, ProposalKind::AddModel(model("fickle")));
+    vote(&mut net, "val", proposal, Vote::Yes);
+    // The voter unbonds everything before the tally: its vote then weighs nothing.
+    net.run(
+        "val",
+        TxBody::Unbond {
+            amount: 1_000 * UNITS_PER_AGR,
+        },
+    )
+    .unwrap();
+    let record = query::proposal(&net.storage, proposal).unwrap().unwrap();
+    assert_eq!(record.status, ProposalStatus::NoQuorum);
+    assert_eq!(record.tally.yes, 0);
+    net.audit();
+}
+
+#[test]
+fn second_passed_proposal_for_the_same_model_fails_to_execute_and_keeps_deposit() {
+    let mut net = Net::new();
+    let twin = model("twin");
+    let first = submit(&mut net, ProposalKind::AddModel(twin.clone()));
+    let second = submit(&mut net, ProposalKind::AddModel(twin.clone()));
+    vote(&mut net, "val", first, Vote::Yes);
+    vote(&mut net, "val", second, Vote::Yes);
+    net.empty_blocks(1);
+    assert_eq!(
+        query::proposal(&net.storage, first)
+            .unwrap()
+            .unwrap()
+            .status,
+        ProposalStatus::Passed
+    );
+    let status = query::proposal(&net.storage, second)
+        .unwrap()
+        .unwrap()
+        .status;
+    assert!(
+        matches!(status, ProposalStatus::ExecutionFailed(_)),
+        "{status:?}"
+    );
+    assert_eq!(query::supply(&net.storage).unwrap().escrowed, 0);
+    net.audit();
+}
