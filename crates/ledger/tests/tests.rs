@@ -11,5 +11,6 @@ mod tests {
     mod properties;
     mod registry;
     mod staking;
+    mod tidy;
     mod transfers;
 }
