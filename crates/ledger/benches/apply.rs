@@ -20,8 +20,17 @@ const TARGET_TPS: f64 = 10_000.0;
 const SENDERS: usize = 1_000;
 const TXS_PER_BLOCK: usize = 5_000;
 const BLOCKS: usize = 8;
+/// Idle accounts added to genesis in the second run, to show the state root's O(state) cost.
+const IDLE_ACCOUNTS: usize = 100_000;
 
 fn main() {
+    println!("small state ({SENDERS} senders):");
+    run(0);
+    println!("large state ({SENDERS} senders + {IDLE_ACCOUNTS} idle accounts):");
+    run(IDLE_ACCOUNTS);
+}
+
+fn run(idle: usize) {
     let chain_id = ChainId::new("agora-bench").expect("valid chain id");
     let senders: Vec<Keypair> = (0..SENDERS)
         .map(|i| Keypair::from_seed(format!("sender-{i}").as_bytes()))
@@ -35,6 +44,11 @@ fn main() {
         accounts: senders
             .iter()
             .map(|k| (k.account_id(), 1_000_000 * UNITS_PER_AGR))
+            .chain((0..idle).map(|i| {
+                let mut id = [0u8; 32];
+                id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                (agora_types::AccountId(id), 1)
+            }))
             .collect(),
         validators: vec![GenesisValidator {
             account: senders[0].account_id(),
@@ -94,7 +108,7 @@ fn main() {
         total_txs += block.txs.len();
         total_secs += secs;
         println!(
-            "block {:>2}: {} transfers in {:.1} ms ({:.0} tx/s)",
+            "  block {:>2}: {} transfers in {:.1} ms ({:.0} tx/s)",
             idx + 1,
             block.txs.len(),
             secs * 1e3,
@@ -103,7 +117,7 @@ fn main() {
     }
     let tps = total_txs as f64 / total_secs;
     println!(
-        "apply_block transfers: {tps:.0} tx/s over {total_txs} txs ({:.2}x the {TARGET_TPS:.0} tx/s target), {} state entries",
+        "  apply_block transfers: {tps:.0} tx/s over {total_txs} txs ({:.2}x the {TARGET_TPS:.0} tx/s target), {} state entries",
         tps / TARGET_TPS,
         storage.entries().len()
     );
