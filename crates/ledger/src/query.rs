@@ -7,7 +7,7 @@ use crate::{
     state::{
         self, decode_record, keys, load_account, load_meta, load_stake, read, read_required,
         Channel, Meta, Model, Proposal, Provider, ReceiptCommitment, Stake, Supply, Unbonding,
-        Validator,
+        Validator, Verifier,
     },
     storage::Storage,
 };
@@ -167,6 +167,24 @@ pub fn params(storage: &dyn Storage) -> Result<Params, Error> {
 /// One channel.
 pub fn channel(storage: &dyn Storage, id: &Hash) -> Result<Option<Channel>, Error> {
     read(storage, &keys::channel(id))
+}
+
+/// Every open channel, by id.
+pub fn channels(storage: &dyn Storage) -> Result<Vec<Channel>, Error> {
+    let mut out = Vec::new();
+    for (key, value) in storage.scan_prefix(keys::CHANNEL_PREFIX)? {
+        out.push(decode_record(&key, &value)?);
+    }
+    Ok(out)
+}
+
+/// Every registered verifier, by account.
+pub fn verifiers(storage: &dyn Storage) -> Result<Vec<Verifier>, Error> {
+    let mut out = Vec::new();
+    for (key, value) in storage.scan_prefix(keys::VERIFIER_PREFIX)? {
+        out.push(decode_record(&key, &value)?);
+    }
+    Ok(out)
 }
 
 /// A provider's receipt commitment for an epoch.

@@ -67,6 +67,7 @@ fn open_escrows_the_deposit() {
     let record = query::channel(&net.storage, &channel).unwrap().unwrap();
     assert_eq!((record.deposit, record.redeemed), (DEPOSIT, 0));
     assert_eq!(query::supply(&net.storage).unwrap().escrowed, DEPOSIT);
+    assert_eq!(query::channels(&net.storage).unwrap(), vec![record]);
     net.audit();
 }
 

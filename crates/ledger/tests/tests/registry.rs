@@ -70,6 +70,9 @@ fn verifier_needs_min_stake() {
     .unwrap();
     net.run("carol", TxBody::RegisterVerifier).unwrap();
     assert!(query::is_verifier(&net.storage, &super::harness::id("carol")).unwrap());
+    let verifiers = query::verifiers(&net.storage).unwrap();
+    assert_eq!(verifiers.len(), 1);
+    assert_eq!(verifiers[0].account, super::harness::id("carol"));
 }
 
 #[test]
