@@ -123,7 +123,7 @@ pub enum TxError {
         /// The bound.
         max: usize,
     },
-    /// The ledger has no genesis yet.
+    /// The ledger has no genesis yet, or its state could not be read (mempool checks only).
     #[error("ledger is not initialised")]
     NotInitialized,
     /// The balance is too small.
