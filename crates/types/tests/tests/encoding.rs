@@ -52,3 +52,30 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
+
+    /// Any body that decodes, once signed, round-trips through the wire form and verifies.
+    #[test]
+    fn signed_arbitrary_bodies_round_trip_and_verify(
+        variant in 0u8..20,
+        rest in proptest::collection::vec(any::<u8>(), 0..300),
+        nonce in any::<u64>(),
+        fee in any::<u128>(),
+    ) {
+        let bytes = [&[variant][..], &rest].concat();
+        let mut slice = bytes.as_slice();
+        let Ok(body) = <agora_types::TxBody as borsh::BorshDeserialize>::deserialize(&mut slice) else {
+            return Ok(());
+        };
+        let chain = agora_types::ChainId::new("agora-prop").unwrap();
+        let key = agora_types::Keypair::from_seed(b"prop");
+        let tx = SignedTx::sign(&key, &chain, nonce, fee, body);
+        let wire = tx.to_bytes();
+        let back = SignedTx::from_bytes(&wire).unwrap();
+        prop_assert_eq!(&back, &tx);
+        prop_assert!(back.verify(&chain).is_ok());
+        prop_assert_eq!(back.hash(), agora_types::Hash::of(&wire));
+    }
+}
