@@ -18,6 +18,15 @@
 //! [`BlockOutcome::state_root`] of its parent (or the root from [`init_genesis`] for block 1).
 //! See [`proof`] for what the root covers and what computing it costs.
 //!
+//! # Storage and atomicity
+//!
+//! [`apply_block`] and [`init_genesis`] write through the [`Storage`] they are given.
+//! A node should give them an [`Overlay`] over a read snapshot and persist
+//! [`Overlay::into_changes`] in one transaction together with the block, so a crash never
+//! leaves half a block applied.
+//! The current state root is kept under a node-local key (see [`state::keys::STATE_ROOT`]),
+//! so it is part of those changes.
+//!
 //! # Transactions
 //!
 //! Nonces are strictly sequential per account.
