@@ -38,15 +38,30 @@ fn start() -> &'static Start {
         let genesis = Genesis {
             chain_id: ChainId::new("agora-fuzz").unwrap(),
             timestamp_ms: 0,
-            accounts: keys.iter().map(|k| (k.account_id(), 1_000 * UNITS_PER_AGR)).collect(),
-            validators: vec![GenesisValidator { account: keys[0].account_id(), stake: 500 * UNITS_PER_AGR }],
-            params: Params { voting_period_blocks: 1, unbonding_blocks: 1, ..Params::default() },
+            accounts: keys
+                .iter()
+                .map(|k| (k.account_id(), 1_000 * UNITS_PER_AGR))
+                .collect(),
+            validators: vec![GenesisValidator {
+                account: keys[0].account_id(),
+                stake: 500 * UNITS_PER_AGR,
+            }],
+            params: Params {
+                voting_period_blocks: 1,
+                unbonding_blocks: 1,
+                ..Params::default()
+            },
             models: vec![model],
             providers: Vec::new(),
         };
         let mut storage = MemStorage::new();
         let root = init_genesis(&mut storage, &genesis).unwrap();
-        Start { storage, genesis, root, keys }
+        Start {
+            storage,
+            genesis,
+            root,
+            keys,
+        }
     })
 }
 
@@ -70,7 +85,8 @@ fuzz_target!(|data: &[u8]| {
             .map(|tx| {
                 let who = usize::from(tx.nonce as u8 % 4);
                 let key = &start.keys[who];
-                let signed = SignedTx::sign(key, &start.genesis.chain_id, nonces[who], tx.fee, tx.body);
+                let signed =
+                    SignedTx::sign(key, &start.genesis.chain_id, nonces[who], tx.fee, tx.body);
                 nonces[who] += 1;
                 signed
             })
