@@ -4,7 +4,8 @@
 //!
 //! The state root is the binary Merkle root ([`agora_types::merkle`]) over every stored entry
 //! except node-local `~` keys, in ascending key order.
-//! Each leaf is `leaf_hash(u32-le(len(key)) || key || BLAKE3(value))`.
+//! Each leaf is [`agora_types::merkle::state_leaf`]:
+//! `leaf_hash(u32-le(len(key)) || key || BLAKE3(value))`.
 //!
 //! # Cost
 //!
@@ -36,11 +37,7 @@ pub struct StateProof {
 }
 
 fn leaf(key: &[u8], value: &[u8]) -> Hash {
-    let mut data = Vec::with_capacity(4 + key.len() + 32);
-    data.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    data.extend_from_slice(key);
-    data.extend_from_slice(&Hash::of(value).0);
-    merkle::leaf_hash(&data)
+    merkle::state_leaf(key, value)
 }
 
 fn leaves(storage: &dyn Storage) -> Result<Entries, Error> {
@@ -87,8 +84,11 @@ pub fn prove(storage: &dyn Storage, key: &[u8]) -> Result<Option<StateProof>, Er
 }
 
 /// Whether `proof` shows that `key` holds `value` under `root`.
+///
+/// The same check as [`agora_types::merkle::verify_state_entry`], which clients without the
+/// ledger can use.
 pub fn verify(root: &Hash, key: &[u8], value: &[u8], proof: &MerkleProof) -> bool {
-    merkle::verify(root, &leaf(key, value), proof)
+    merkle::verify_state_entry(root, key, value, proof)
 }
 
 /// Recounts every balance, stake, channel and deposit and checks them against the supply

@@ -68,6 +68,24 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
     Hash(*hasher.finalize().as_bytes())
 }
 
+/// The leaf of a state entry: `leaf_hash(u32-le(len(key)) || key || BLAKE3(value))`.
+///
+/// The ledger's state root is the [`root`] over these leaves in ascending key order; this
+/// lives here so that light clients can check state proofs with `agora-types` alone.
+pub fn state_leaf(key: &[u8], value: &[u8]) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&[0x00]);
+    hasher.update(&(key.len() as u32).to_le_bytes());
+    hasher.update(key);
+    hasher.update(blake3::hash(value).as_bytes());
+    Hash(*hasher.finalize().as_bytes())
+}
+
+/// Whether `proof` shows that the state entry `key` = `value` is under the state root `root`.
+pub fn verify_state_entry(root: &Hash, key: &[u8], value: &[u8], proof: &MerkleProof) -> bool {
+    verify(root, &state_leaf(key, value), proof)
+}
+
 /// The root over already-hashed leaves (see [`leaf_hash`]).
 pub fn root(leaves: &[Hash]) -> Hash {
     if leaves.is_empty() {

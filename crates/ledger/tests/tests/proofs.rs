@@ -21,6 +21,13 @@ fn account_and_provider_entries_have_inclusion_proofs_under_the_state_root() {
     for key in [keys::account(&id("alice")), keys::provider(&id("prov"))] {
         let proof = prove(&net.storage, &key).unwrap().unwrap();
         assert!(verify(&root, &key, &proof.value, &proof.merkle));
+        // Light clients check the same proof with agora-types alone.
+        assert!(agora_types::merkle::verify_state_entry(
+            &root,
+            &key,
+            &proof.value,
+            &proof.merkle
+        ));
         let mut wrong_value = proof.value.clone();
         wrong_value[0] ^= 1;
         assert!(!verify(&root, &key, &wrong_value, &proof.merkle));
