@@ -1,0 +1,174 @@
+//! The glue between simplex and the node: proposes, verifies, relays and reports.
+
+use std::{
+    sync::Arc,
+    time::{Duration, UNIX_EPOCH},
+};
+
+use commonware_actor::Feedback;
+use commonware_consensus::{
+    simplex::{
+        scheme::ed25519::Scheme,
+        types::{Activity, Context},
+        Plan,
+    },
+    Automaton, CertifiableAutomaton, Relay, Reporter,
+};
+use commonware_cryptography::{blake3::Digest, ed25519::PublicKey};
+use commonware_runtime::{Clock, Spawner};
+use commonware_utils::channel::oneshot;
+use tracing::{debug, warn};
+
+use super::{App, Build, Config};
+
+/// How often a pending verification or an idle proposer looks again.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Simplex's automaton, relay and reporter, backed by the node's [`App`].
+pub(crate) struct Application<E, A> {
+    context: Arc<E>,
+    min_block_interval: Duration,
+    max_idle_interval: Duration,
+    app: A,
+}
+
+impl<E, A: Clone> Clone for Application<E, A> {
+    fn clone(&self) -> Self {
+        Self {
+            context: Arc::clone(&self.context),
+            min_block_interval: self.min_block_interval,
+            max_idle_interval: self.max_idle_interval,
+            app: self.app.clone(),
+        }
+    }
+}
+
+impl<E, A> Application<E, A>
+where
+    E: Clock + Spawner,
+    A: App,
+{
+    pub(crate) fn new(context: E, config: Config, app: A) -> Self {
+        Self {
+            context: Arc::new(context),
+            min_block_interval: config.min_block_interval,
+            max_idle_interval: config.max_idle_interval,
+            app,
+        }
+    }
+}
+
+fn now_ms(clock: &impl Clock) -> u64 {
+    let since = clock
+        .current()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl<E, A> Automaton for Application<E, A>
+where
+    E: Clock + Spawner,
+    A: App,
+{
+    type Context = Context<Digest, PublicKey>;
+    type Digest = Digest;
+
+    async fn propose(&mut self, context: Self::Context) -> oneshot::Receiver<Self::Digest> {
+        let (sender, receiver) = oneshot::channel();
+        let app = self.app.clone();
+        let min = self.min_block_interval;
+        let idle = self.max_idle_interval;
+        let parent = context.parent.1;
+        let clock = Arc::clone(&self.context);
+        self.context.child("propose").spawn(move |_| async move {
+            let parent_ms = app.timestamp(&parent).unwrap_or(0);
+            // Wait for the pacing rule in the module docs, or for consensus to give up.
+            loop {
+                if sender.is_closed() {
+                    return;
+                }
+                let since = Duration::from_millis(now_ms(&*clock).saturating_sub(parent_ms));
+                if since >= idle || (since >= min && app.pending() > 0) {
+                    break;
+                }
+                let wait = if since < min { min - since } else { POLL };
+                clock.sleep(wait.min(Duration::from_millis(50))).await;
+            }
+            // A block never goes back in time, even if the local clock does.
+            let timestamp = now_ms(&*clock).max(parent_ms.saturating_add(1));
+
+            match app.build(parent, timestamp) {
+                Build::Built(digest) => {
+                    debug!(target: "agora::chain", ?digest, "proposed block");
+                    let _ = sender.send(digest);
+                }
+                Build::Failed => warn!(target: "agora::chain", ?parent, "cannot build on parent"),
+            }
+        });
+        receiver
+    }
+
+    async fn verify(
+        &mut self,
+        context: Self::Context,
+        payload: Self::Digest,
+    ) -> oneshot::Receiver<bool> {
+        let (sender, receiver) = oneshot::channel();
+        let app = self.app.clone();
+        let parent = context.parent.1;
+        let clock = Arc::clone(&self.context);
+        self.context.child("verify").spawn(move |_| async move {
+            // Keep the request pending while the block is unknown: it may still arrive.
+            loop {
+                if sender.is_closed() {
+                    return;
+                }
+                if let Some(valid) = app.verify(parent, payload, now_ms(&*clock)) {
+                    let _ = sender.send(valid);
+                    return;
+                }
+                clock.sleep(POLL * 10).await;
+            }
+        });
+        receiver
+    }
+}
+
+impl<E, A> CertifiableAutomaton for Application<E, A>
+where
+    E: Clock + Spawner,
+    A: App,
+{
+}
+
+impl<E, A> Relay for Application<E, A>
+where
+    E: Clock + Spawner,
+    A: App,
+{
+    type Digest = Digest;
+    type PublicKey = PublicKey;
+    type Plan = Plan<PublicKey>;
+
+    fn broadcast(&mut self, _payload: Self::Digest, _plan: Self::Plan) -> Feedback {
+        // A validator set of one has nobody to send blocks to; a multi-validator
+        // node broadcasts the stored block here.
+        Feedback::Ok
+    }
+}
+
+impl<E, A> Reporter for Application<E, A>
+where
+    E: Clock + Spawner,
+    A: App,
+{
+    type Activity = Activity<Scheme, Digest>;
+
+    fn report(&mut self, activity: Self::Activity) -> Feedback {
+        if let Activity::Finalization(finalization) = activity {
+            self.app.finalized(finalization.proposal.payload);
+        }
+        Feedback::Ok
+    }
+}

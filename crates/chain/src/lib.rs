@@ -1,0 +1,210 @@
+//! Agora's ledger node: mempool, block production, Commonware simplex consensus, redb storage, JSON-RPC and event stream.
+//!
+//! [`run`] starts a node from a [`Config`] and serves until its shutdown
+//! future resolves. By default the node is the only validator: it runs the same
+//! simplex engine that a multi-validator network runs, with a validator set of
+//! one.
+//!
+//! # Life of a transaction
+//!
+//! `submit_tx` decodes the transaction with the bounds of `agora-types`, checks
+//! it against the executed state (`agora_ledger::check_tx` plus nonce
+//! ordering) and puts it in the [`mempool`]. The proposer builds a block from
+//! the mempool on the executed head, stores it durably as a candidate and hands
+//! its digest to consensus. When consensus finalizes the digest, the block (and
+//! any finalized ancestor not yet executed) is executed with
+//! `agora_ledger::apply_block` and committed to redb together with its results,
+//! the new state and the tx index, in one write transaction.
+//!
+//! # Crash safety
+//!
+//! A candidate block reaches disk before consensus can vote on it, and an
+//! executed block reaches disk in one atomic commit, so a node killed at any
+//! moment restarts at its last committed block and re-executes the finalized
+//! blocks after it from their stored candidates. A failed redb write stops the
+//! node.
+//!
+//! # Threads
+//!
+//! Consensus runs on Commonware's tokio runtime on its own thread; block
+//! execution runs on a dedicated thread; the RPC server runs on the caller's
+//! tokio runtime.
+
+mod consensus;
+pub mod genesis;
+pub mod mempool;
+mod node;
+mod server;
+pub mod store;
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use agora_types::{Genesis, Keypair};
+use commonware_runtime::Runner as _;
+use tokio::net::TcpListener;
+use tracing::{error, info};
+
+pub use server::MAX_BODY_BYTES;
+
+/// Everything a node needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory for the block store (`chain.redb`) and the consensus journal (`consensus/`).
+    pub data_dir: PathBuf,
+    /// The chain's genesis; must match what the data dir was created with.
+    pub genesis: Genesis,
+    /// The validator key; its account must be a genesis validator.
+    pub key: Keypair,
+    /// Address for the RPC server (used by [`run`]; [`run_with_listener`] takes a bound socket).
+    pub rpc_listen: SocketAddr,
+    /// Most transactions the mempool holds.
+    pub mempool_max_txs: usize,
+    /// Shortest time between blocks.
+    pub min_block_interval: Duration,
+    /// Longest time without a block when idle (empty blocks keep time moving).
+    pub max_idle_interval: Duration,
+}
+
+impl Config {
+    /// A config with the documented defaults for everything but the required fields:
+    /// 10 000-transaction mempool, 200 ms minimum and 1 s idle block interval.
+    pub fn new(data_dir: PathBuf, genesis: Genesis, key: Keypair, rpc_listen: SocketAddr) -> Self {
+        Config {
+            data_dir,
+            genesis,
+            key,
+            rpc_listen,
+            mempool_max_txs: 10_000,
+            min_block_interval: Duration::from_millis(200),
+            max_idle_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why the node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Storage failed; the node stopped rather than run on inconsistent state.
+    #[error("storage: {0}")]
+    Store(#[from] store::Error),
+    /// The ledger refused the genesis or a finalized block.
+    #[error("ledger: {0}")]
+    Ledger(String),
+    /// Consensus could not start.
+    #[error("consensus: {0}")]
+    Consensus(#[from] consensus::Error),
+    /// Consensus stopped unexpectedly.
+    #[error("consensus stopped: {0}")]
+    ConsensusStopped(String),
+    /// The node hit a fatal error while running.
+    #[error("fatal: {0}")]
+    Fatal(String),
+    /// Binding or serving the RPC socket failed.
+    #[error("rpc server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs a node, binding the RPC server to `config.rpc_listen`, until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let listener = TcpListener::bind(config.rpc_listen).await?;
+    run_with_listener(config, listener, shutdown).await
+}
+
+/// Runs a node serving RPC on `listener` until `shutdown` resolves or the node fails.
+pub async fn run_with_listener(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let node = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || node::Node::open(&config))
+            .await
+            .map_err(|err| Error::Fatal(err.to_string()))??
+    };
+    let node = Arc::new(node);
+    info!(
+        target: "agora::chain",
+        height = node.head().height,
+        state_root = %node.head().state_root,
+        rpc = ?listener.local_addr().ok(),
+        "node starting"
+    );
+
+    let applier = node::spawn_applier(Arc::clone(&node))?;
+    let consensus = spawn_consensus(&config, Arc::clone(&node))?;
+
+    let app = server::app(Arc::clone(&node));
+    let fatal = {
+        let node = Arc::clone(&node);
+        async move { node.wait_fatal().await }
+    };
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {},
+                () = fatal => {},
+            }
+        })
+        .await;
+
+    // Stop consensus first (no new blocks), then the applier.
+    node.stop();
+    let consensus_result = tokio::task::spawn_blocking(move || consensus.join()).await;
+    let applier_result = tokio::task::spawn_blocking(move || applier.join()).await;
+    if consensus_result.is_err() || applier_result.is_err() {
+        error!(target: "agora::chain", "a node thread did not stop cleanly");
+    }
+    served?;
+    match node.fatal() {
+        Some(reason) => Err(Error::Fatal(reason)),
+        None => {
+            info!(target: "agora::chain", height = node.head().height, "node stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Starts consensus on Commonware's tokio runtime on its own thread.
+fn spawn_consensus(
+    config: &Config,
+    node: Arc<node::Node>,
+) -> Result<std::thread::JoinHandle<()>, Error> {
+    let consensus_config = consensus::Config {
+        signer: node::consensus_key(&config.key),
+        validators: node::validator_keys(&config.genesis),
+        genesis: node::digest(&node.genesis_hash()),
+        partition: "agora-simplex".to_owned(),
+        min_block_interval: config.min_block_interval,
+        max_idle_interval: config.max_idle_interval,
+    };
+    let runtime = commonware_runtime::tokio::Config::new()
+        .with_worker_threads(2)
+        .with_storage_directory(config.data_dir.join("consensus"));
+    let thread = std::thread::Builder::new()
+        .name("agora-consensus".to_owned())
+        .spawn(move || {
+            let runner = commonware_runtime::tokio::Runner::new(runtime);
+            runner.start(|context| async move {
+                let handle = match consensus::start(context, consensus_config, Arc::clone(&node)) {
+                    Ok(handle) => handle,
+                    Err(err) => {
+                        node.set_fatal(format!("consensus: {err}"));
+                        return;
+                    }
+                };
+                let stopped = node.wait_stopped();
+                tokio::select! {
+                    () = stopped => {},
+                    result = handle => {
+                        node.set_fatal(format!("consensus engine exited: {result:?}"));
+                    }
+                }
+            });
+        })?;
+    Ok(thread)
+}

@@ -1,0 +1,830 @@
+//! The node core: state shared by consensus, the block executor and the RPC server.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Condvar, Mutex, MutexGuard, RwLock,
+    },
+    time::{Duration, Instant},
+};
+
+use agora_ledger::Overlay;
+use agora_rpc::{code, wire};
+use agora_types::{
+    tx_root, AccountId, Block, ChainId, Cid, Genesis, Hash, Header, Keypair, SignedTx, MAX_TX_BYTES,
+};
+use commonware_codec::DecodeExt as _;
+use commonware_cryptography::{blake3::Digest, ed25519};
+use tokio::sync::{broadcast, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    consensus::{App, Build},
+    mempool::Mempool,
+    server::RpcFailure,
+    store::{HeadRecord, Snapshot, Store, StoredBlock, TxOutcome},
+    Config, Error,
+};
+
+/// Blocks kept for `/events` subscribers that fall behind.
+const EVENT_BUFFER: usize = 256;
+/// How far ahead of the local clock a proposed timestamp may be.
+const MAX_CLOCK_DRIFT_MS: u64 = 5_000;
+/// Window over which the tx/s metric is computed.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The node's shared state.
+pub(crate) struct Node {
+    store: Store,
+    chain_id: ChainId,
+    genesis: Genesis,
+    genesis_hash: Hash,
+    proposer: AccountId,
+    mempool: Mutex<Mempool>,
+    head: RwLock<HeadRecord>,
+    events: broadcast::Sender<Arc<wire::Block>>,
+    finalized: Mutex<Option<Hash>>,
+    finalized_signal: Condvar,
+    stop: watch::Sender<bool>,
+    fatal: watch::Sender<Option<String>>,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+struct Metrics {
+    blocks: AtomicU64,
+    txs: AtomicU64,
+    last_block_ms: AtomicU64,
+    recent: Mutex<VecDeque<(Instant, u64)>>,
+}
+
+/// The consensus key of a validator: the same ed25519 secret as its account.
+pub(crate) fn consensus_key(key: &Keypair) -> ed25519::PrivateKey {
+    let secret = key.to_bytes();
+    // 32 bytes always decode as an ed25519 secret key.
+    ed25519::PrivateKey::decode(secret.to_vec())
+        .expect("invariant: 32 bytes decode as an ed25519 private key")
+}
+
+/// The consensus keys of the genesis validators (accounts that are not valid keys are skipped).
+pub(crate) fn validator_keys(genesis: &Genesis) -> Vec<ed25519::PublicKey> {
+    genesis
+        .validators
+        .iter()
+        .filter_map(|validator| ed25519::PublicKey::decode(validator.account.0.to_vec()).ok())
+        .collect()
+}
+
+/// A block hash as a consensus digest.
+pub(crate) fn digest(hash: &Hash) -> Digest {
+    Digest(hash.0)
+}
+
+fn hash_of(digest: &Digest) -> Hash {
+    Hash(digest.0)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a thread panicked mid-update: an internal invariant broke.
+    mutex
+        .lock()
+        .expect("invariant: node locks are never poisoned")
+}
+
+fn reject(message: impl std::fmt::Display) -> RpcFailure {
+    RpcFailure::new(code::TX_REJECTED, message.to_string())
+}
+
+fn parse_account(text: &str) -> Result<AccountId, RpcFailure> {
+    text.parse().map_err(RpcFailure::invalid_params)
+}
+
+impl Node {
+    /// Opens the store, writing genesis on first start.
+    pub(crate) fn open(config: &Config) -> Result<Self, Error> {
+        let store = Store::open(&config.data_dir.join("chain.redb"))?;
+        let genesis_hash = config.genesis.hash();
+        let head = match store.head()? {
+            Some(head) => {
+                let found = store.genesis_hash()?.unwrap_or(Hash([0; 32]));
+                if found != genesis_hash {
+                    return Err(crate::store::Error::GenesisMismatch {
+                        expected: genesis_hash,
+                        found,
+                    }
+                    .into());
+                }
+                head
+            }
+            None => {
+                let snapshot = store.snapshot()?;
+                let mut overlay = Overlay::new(&snapshot);
+                let root = agora_ledger::init_genesis(&mut overlay, &config.genesis)
+                    .map_err(|err| Error::Ledger(err.to_string()))?;
+                let writes = overlay.into_changes();
+                let head = HeadRecord {
+                    height: 0,
+                    hash: genesis_hash,
+                    state_root: root,
+                    timestamp_ms: config.genesis.timestamp_ms,
+                };
+                store.init(genesis_hash, &head, &writes)?;
+                info!(target: "agora::chain", %genesis_hash, %root, "genesis written");
+                head
+            }
+        };
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Ok(Node {
+            store,
+            chain_id: config.genesis.chain_id.clone(),
+            genesis: config.genesis.clone(),
+            genesis_hash,
+            proposer: config.key.account_id(),
+            mempool: Mutex::new(Mempool::new(config.mempool_max_txs)),
+            head: RwLock::new(head),
+            events,
+            finalized: Mutex::new(None),
+            finalized_signal: Condvar::new(),
+            stop: watch::Sender::new(false),
+            fatal: watch::Sender::new(None),
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// The executed head.
+    pub(crate) fn head(&self) -> HeadRecord {
+        self.head
+            .read()
+            .expect("invariant: node locks are never poisoned")
+            .clone()
+    }
+
+    /// The genesis hash.
+    pub(crate) fn genesis_hash(&self) -> Hash {
+        self.genesis_hash
+    }
+
+    /// New subscription to executed blocks.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<wire::Block>> {
+        self.events.subscribe()
+    }
+
+    /// Asks every node task to stop.
+    pub(crate) fn stop(&self) {
+        self.stop.send_replace(true);
+        self.finalized_signal.notify_all();
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Resolves once [`Node::stop`] was called.
+    pub(crate) async fn wait_stopped(&self) {
+        let mut receiver = self.stop.subscribe();
+        let _ = receiver.wait_for(|stop| *stop).await;
+    }
+
+    /// Records a fatal error; the node shuts down.
+    pub(crate) fn set_fatal(&self, reason: String) {
+        error!(target: "agora::chain", %reason, "fatal error, stopping node");
+        self.fatal.send_if_modified(|fatal| {
+            if fatal.is_none() {
+                *fatal = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+        self.stop();
+    }
+
+    /// The fatal error, if one happened.
+    pub(crate) fn fatal(&self) -> Option<String> {
+        self.fatal.borrow().clone()
+    }
+
+    /// Resolves once a fatal error happened.
+    pub(crate) async fn wait_fatal(&self) {
+        let mut receiver = self.fatal.subscribe();
+        let _ = receiver.wait_for(Option::is_some).await;
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, RpcFailure> {
+        self.store.snapshot().map_err(RpcFailure::internal)
+    }
+
+    fn next_nonce(snapshot: &Snapshot, account: &AccountId) -> u64 {
+        agora_ledger::query::account(snapshot, account)
+            .map(|account| account.nonce)
+            .unwrap_or(0)
+    }
+
+    // ---- RPC ----
+
+    /// `submit_tx`: decode, check and queue a hex transaction.
+    pub(crate) fn submit_hex(&self, hex_tx: &str) -> Result<wire::SubmitTxResult, RpcFailure> {
+        if hex_tx.len() > 2 * MAX_TX_BYTES {
+            return Err(reject(format!(
+                "transaction of {} bytes exceeds {MAX_TX_BYTES} bytes",
+                hex_tx.len() / 2
+            )));
+        }
+        let bytes =
+            hex::decode(hex_tx.trim()).map_err(|err| reject(format!("invalid hex: {err}")))?;
+        let tx = SignedTx::from_bytes(&bytes)
+            .map_err(|err| reject(format!("invalid transaction: {err}")))?;
+        let hash = tx.hash();
+        self.submit(tx, hash)?;
+        Ok(wire::SubmitTxResult {
+            hash: hash.to_hex(),
+        })
+    }
+
+    fn submit(&self, tx: SignedTx, hash: Hash) -> Result<(), RpcFailure> {
+        if self.stopping() {
+            return Err(RpcFailure::new(code::INTERNAL_ERROR, "node is stopping"));
+        }
+        tx.verify(&self.chain_id)
+            .map_err(|_| reject("bad signature"))?;
+        if self
+            .store
+            .tx_location(&hash)
+            .map_err(RpcFailure::internal)?
+            .is_some()
+        {
+            return Err(reject("transaction already committed"));
+        }
+        let snapshot = self.snapshot()?;
+        agora_ledger::check_tx(&snapshot, &tx).map_err(reject)?;
+        let next = Self::next_nonce(&snapshot, &tx.signer);
+        let mut mempool = lock(&self.mempool);
+        mempool.insert(tx, hash, next).map_err(|err| match err {
+            crate::mempool::Reject::Full(_) => RpcFailure::new(code::MEMPOOL_FULL, err.to_string()),
+            other => reject(other),
+        })
+    }
+
+    /// `tx_status`.
+    pub(crate) fn tx_status(&self, hash_hex: &str) -> Result<wire::TxStatus, RpcFailure> {
+        let hash =
+            Hash::from_hex(hash_hex).ok_or_else(|| RpcFailure::invalid_params("bad hash"))?;
+        let mut status = wire::TxStatus {
+            hash: hash.to_hex(),
+            status: wire::TxState::Unknown,
+            height: None,
+            index: None,
+            success: None,
+            error: None,
+        };
+        if let Some((height, index)) = self
+            .store
+            .tx_location(&hash)
+            .map_err(RpcFailure::internal)?
+        {
+            status.status = wire::TxState::Committed;
+            status.height = Some(height);
+            status.index = Some(index);
+            if let Some(stored) = self.store.block(height).map_err(RpcFailure::internal)? {
+                if let Some(outcome) = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| stored.outcomes.get(i))
+                {
+                    status.success = Some(outcome.success);
+                    status.error = outcome.error.clone();
+                }
+            }
+        } else if lock(&self.mempool).contains(&hash) {
+            status.status = wire::TxState::Pending;
+        }
+        Ok(status)
+    }
+
+    /// `account`.
+    pub(crate) fn account(&self, address: &str) -> Result<wire::Account, RpcFailure> {
+        let id = parse_account(address)?;
+        let snapshot = self.snapshot()?;
+        let account = agora_ledger::query::account(&snapshot, &id).map_err(RpcFailure::internal)?;
+        Ok(wire::Account {
+            address: id.to_string(),
+            balance: account.balance.to_string(),
+            nonce: account.nonce,
+            bonded: account.bonded.to_string(),
+            unbonding: account.unbonding_total.to_string(),
+        })
+    }
+
+    fn provider_wire(&self, view: &agora_ledger::query::ProviderView) -> wire::Provider {
+        let status = if view.jailed_until > self.head().height {
+            "jailed"
+        } else if view.active {
+            "active"
+        } else {
+            "inactive"
+        };
+        wire::Provider::from_core(
+            &view.provider.operator,
+            &view.provider.info,
+            view.bonded,
+            status,
+        )
+    }
+
+    /// `provider`.
+    pub(crate) fn provider(&self, address: &str) -> Result<Option<wire::Provider>, RpcFailure> {
+        let id = parse_account(address)?;
+        let snapshot = self.snapshot()?;
+        match agora_ledger::query::provider(&snapshot, &id).map_err(RpcFailure::internal)? {
+            Some(view) => Ok(Some(self.provider_wire(&view))),
+            None => Ok(None),
+        }
+    }
+
+    /// `providers`.
+    pub(crate) fn providers(&self) -> Result<Vec<wire::Provider>, RpcFailure> {
+        let snapshot = self.snapshot()?;
+        let providers = agora_ledger::query::providers(&snapshot).map_err(RpcFailure::internal)?;
+        Ok(providers
+            .iter()
+            .map(|view| self.provider_wire(view))
+            .collect())
+    }
+
+    /// `model`.
+    pub(crate) fn model(&self, cid: &str) -> Result<Option<wire::Model>, RpcFailure> {
+        let cid: Cid = cid.parse().map_err(RpcFailure::invalid_params)?;
+        let snapshot = self.snapshot()?;
+        let model = agora_ledger::query::model(&snapshot, &cid).map_err(RpcFailure::internal)?;
+        Ok(model.as_ref().map(model_wire))
+    }
+
+    /// `models`.
+    pub(crate) fn models(&self) -> Result<Vec<wire::Model>, RpcFailure> {
+        let snapshot = self.snapshot()?;
+        let models = agora_ledger::query::models(&snapshot).map_err(RpcFailure::internal)?;
+        Ok(models.iter().map(model_wire).collect())
+    }
+
+    /// `proposal`.
+    pub(crate) fn proposal(&self, id: u64) -> Result<Option<wire::Proposal>, RpcFailure> {
+        let snapshot = self.snapshot()?;
+        let proposal =
+            agora_ledger::query::proposal(&snapshot, id).map_err(RpcFailure::internal)?;
+        Ok(proposal.as_ref().map(proposal_wire))
+    }
+
+    /// `proposals`.
+    pub(crate) fn proposals(&self) -> Result<Vec<wire::Proposal>, RpcFailure> {
+        let snapshot = self.snapshot()?;
+        let proposals = agora_ledger::query::proposals(&snapshot).map_err(RpcFailure::internal)?;
+        Ok(proposals.iter().map(proposal_wire).collect())
+    }
+
+    /// `params`.
+    pub(crate) fn params(&self) -> Result<wire::Params, RpcFailure> {
+        let snapshot = self.snapshot()?;
+        let params = agora_ledger::query::params(&snapshot).map_err(RpcFailure::internal)?;
+        Ok(wire::params(&params))
+    }
+
+    /// `block`.
+    pub(crate) fn block(
+        &self,
+        params: &wire::BlockParams,
+    ) -> Result<Option<wire::Block>, RpcFailure> {
+        let height = match (&params.height, &params.hash) {
+            (Some(height), _) => *height,
+            (None, Some(hash)) => {
+                let hash =
+                    Hash::from_hex(hash).ok_or_else(|| RpcFailure::invalid_params("bad hash"))?;
+                match self
+                    .store
+                    .block_height(&hash)
+                    .map_err(RpcFailure::internal)?
+                {
+                    Some(height) => height,
+                    None => return Ok(None),
+                }
+            }
+            (None, None) => self.head().height,
+        };
+        let stored = self.store.block(height).map_err(RpcFailure::internal)?;
+        Ok(stored.as_ref().map(block_wire))
+    }
+
+    /// `head`.
+    pub(crate) fn head_wire(&self) -> wire::Head {
+        let head = self.head();
+        wire::Head {
+            chain_id: self.chain_id.to_string(),
+            genesis_hash: self.genesis_hash.to_hex(),
+            height: head.height,
+            hash: head.hash.to_hex(),
+            state_root: head.state_root.to_hex(),
+            timestamp_ms: head.timestamp_ms,
+            mempool: lock(&self.mempool).len() as u64,
+        }
+    }
+
+    /// `proof`.
+    pub(crate) fn proof(&self, params: &wire::ProofParams) -> Result<wire::Proof, RpcFailure> {
+        let id = parse_account(&params.address)?;
+        let key = match params.kind {
+            wire::ProofKind::Account => agora_ledger::state::keys::account(&id),
+            wire::ProofKind::Provider => agora_ledger::state::keys::provider(&id),
+        };
+        // A block may commit between reading the head and taking the snapshot;
+        // retry until both describe the same state.
+        for _ in 0..8 {
+            let head = self.head();
+            let snapshot = self.snapshot()?;
+            let root = agora_ledger::proof::state_root(&snapshot).map_err(RpcFailure::internal)?;
+            if root != head.state_root {
+                continue;
+            }
+            let proof = agora_ledger::proof::prove(&snapshot, &key)
+                .map_err(RpcFailure::internal)?
+                .ok_or_else(|| RpcFailure::new(code::NOT_FOUND, "no such entry"))?;
+            return Ok(wire::Proof::from_core(
+                head.height,
+                &root,
+                &proof.key,
+                &proof.value,
+                &proof.merkle,
+            ));
+        }
+        Err(RpcFailure::new(
+            code::INTERNAL_ERROR,
+            "state kept moving, retry",
+        ))
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub(crate) fn metrics_text(&self) -> String {
+        let head = self.head();
+        let mempool = lock(&self.mempool).len();
+        let rate = {
+            let mut recent = lock(&self.metrics.recent);
+            let now = Instant::now();
+            while recent
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > RATE_WINDOW)
+            {
+                recent.pop_front();
+            }
+            let txs: u64 = recent.iter().map(|(_, n)| n).sum();
+            txs as f64 / RATE_WINDOW.as_secs_f64()
+        };
+        let block_time = self.metrics.last_block_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        format!(
+            "# HELP agora_chain_height Height of the last executed block.\n\
+             # TYPE agora_chain_height gauge\n\
+             agora_chain_height {}\n\
+             # HELP agora_chain_mempool_size Transactions waiting in the mempool.\n\
+             # TYPE agora_chain_mempool_size gauge\n\
+             agora_chain_mempool_size {mempool}\n\
+             # HELP agora_chain_block_time_seconds Time between the last two blocks.\n\
+             # TYPE agora_chain_block_time_seconds gauge\n\
+             agora_chain_block_time_seconds {block_time}\n\
+             # HELP agora_chain_tx_per_second Transactions executed per second over the last 10 s.\n\
+             # TYPE agora_chain_tx_per_second gauge\n\
+             agora_chain_tx_per_second {rate}\n\
+             # HELP agora_chain_blocks_total Blocks executed since start.\n\
+             # TYPE agora_chain_blocks_total counter\n\
+             agora_chain_blocks_total {}\n\
+             # HELP agora_chain_txs_total Transactions executed since start.\n\
+             # TYPE agora_chain_txs_total counter\n\
+             agora_chain_txs_total {}\n",
+            head.height,
+            self.metrics.blocks.load(Ordering::Relaxed),
+            self.metrics.txs.load(Ordering::Relaxed),
+        )
+    }
+
+    // ---- Block building and execution ----
+
+    fn lookup_block(&self, hash: &Hash) -> Result<Option<Block>, crate::store::Error> {
+        if let Some(block) = self.store.candidate(hash)? {
+            return Ok(Some(block));
+        }
+        match self.store.block_height(hash)? {
+            Some(height) => Ok(self.store.block(height)?.map(|stored| stored.block)),
+            None => Ok(None),
+        }
+    }
+
+    /// The unexecuted blocks from the executed head (exclusive) to `tip` (inclusive),
+    /// oldest first; `None` when `tip` does not extend the head.
+    fn unexecuted_chain(&self, head: &HeadRecord, tip: Hash) -> Result<Option<Vec<Block>>, Error> {
+        let mut chain = Vec::new();
+        let mut cursor = tip;
+        while cursor != head.hash {
+            let Some(block) = self.store.candidate(&cursor)? else {
+                return Ok(None);
+            };
+            if block.header.height <= head.height {
+                return Ok(None);
+            }
+            cursor = block.header.parent;
+            chain.push(block);
+        }
+        chain.reverse();
+        Ok(Some(chain))
+    }
+
+    fn build_block(&self, parent: Hash, timestamp_ms: u64) -> Result<Build, Error> {
+        let head = self.head();
+        // Headers commit to the parent's post-state. When consensus builds on a
+        // block not executed yet (finalized or only notarized), execute the
+        // missing ancestors speculatively on top of the executed state.
+        let Some(ancestors) = self.unexecuted_chain(&head, parent)? else {
+            return Ok(Build::Failed);
+        };
+        let snapshot = self.store.snapshot()?;
+        let mut overlay = Overlay::new(&snapshot);
+        let mut state_root = head.state_root;
+        let mut parent_height = head.height;
+        let mut parent_timestamp = head.timestamp_ms;
+        for block in &ancestors {
+            match agora_ledger::apply_block(&mut overlay, block) {
+                Ok(outcome) => state_root = outcome.state_root,
+                Err(err) => {
+                    warn!(target: "agora::chain", %err, "cannot execute ancestor speculatively");
+                    return Ok(Build::Failed);
+                }
+            }
+            parent_height = block.header.height;
+            parent_timestamp = block.header.timestamp_ms;
+        }
+        let params =
+            agora_ledger::query::params(&overlay).map_err(|err| Error::Ledger(err.to_string()))?;
+        let max = usize::try_from(params.max_block_txs).unwrap_or(usize::MAX);
+        let txs = lock(&self.mempool).select(max, &HashSet::new(), |account| {
+            agora_ledger::query::account(&overlay, account)
+                .map(|account| account.nonce)
+                .unwrap_or(0)
+        });
+        let header = Header {
+            height: parent_height + 1,
+            parent,
+            timestamp_ms: timestamp_ms.max(parent_timestamp),
+            proposer: self.proposer,
+            tx_root: tx_root(&txs),
+            state_root,
+        };
+        let block = Block { header, txs };
+        let hash = self.store.put_candidate(&block)?;
+        debug!(target: "agora::chain", height = block.header.height, txs = block.txs.len(), %hash, "built block");
+        Ok(Build::Built(digest(&hash)))
+    }
+
+    fn verify_block(
+        &self,
+        parent: Hash,
+        payload: Hash,
+        now_ms: u64,
+    ) -> Result<Option<bool>, Error> {
+        let Some(block) = self.store.candidate(&payload)? else {
+            return Ok(None);
+        };
+        let header = &block.header;
+        if header.parent != parent || header.tx_root != tx_root(&block.txs) {
+            return Ok(Some(false));
+        }
+        if header.timestamp_ms > now_ms.saturating_add(MAX_CLOCK_DRIFT_MS) {
+            return Ok(None);
+        }
+        let parent_height = if parent == self.genesis_hash {
+            Some(0)
+        } else {
+            self.lookup_block(&parent)?.map(|block| block.header.height)
+        };
+        Ok(parent_height.map(|height| header.height == height + 1))
+    }
+
+    /// Executes every finalized block up to `target` not yet executed.
+    fn execute_to(&self, target: Hash) -> Result<(), Error> {
+        let head = self.head();
+        if target == head.hash || self.store.block_height(&target)?.is_some() {
+            return Ok(());
+        }
+        // Walk back from the finalized block to the executed head.
+        let Some(chain) = self.unexecuted_chain(&head, target)? else {
+            return Err(Error::Fatal(format!(
+                "finalized block {target} does not extend the executed head"
+            )));
+        };
+        for block in chain {
+            self.execute(block)?;
+        }
+        Ok(())
+    }
+
+    fn execute(&self, block: Block) -> Result<(), Error> {
+        let started = Instant::now();
+        let snapshot = self.store.snapshot()?;
+        let mut overlay = Overlay::new(&snapshot);
+        let outcome = agora_ledger::apply_block(&mut overlay, &block)
+            .map_err(|err| Error::Ledger(format!("block {}: {err}", block.header.height)))?;
+        let writes = overlay.into_changes();
+        let outcomes: Vec<TxOutcome> = outcome
+            .txs
+            .iter()
+            .map(|tx| match &tx.result {
+                Ok(()) => TxOutcome {
+                    success: true,
+                    error: None,
+                },
+                Err(err) => TxOutcome {
+                    success: false,
+                    error: Some(err.to_string()),
+                },
+            })
+            .collect();
+        let previous = self.head();
+        let head = HeadRecord {
+            height: block.header.height,
+            hash: block.hash(),
+            state_root: outcome.state_root,
+            timestamp_ms: block.header.timestamp_ms,
+        };
+        let stored = StoredBlock {
+            block,
+            result_root: outcome.state_root,
+            outcomes,
+        };
+        self.store.commit_block(&stored, &head, &writes)?;
+        *self
+            .head
+            .write()
+            .expect("invariant: node locks are never poisoned") = head.clone();
+
+        // The state moved: drop mempool entries whose nonce is now used.
+        let after = self.store.snapshot()?;
+        {
+            let mut mempool = lock(&self.mempool);
+            let signers: HashSet<AccountId> = stored.block.txs.iter().map(|tx| tx.signer).collect();
+            for signer in signers {
+                mempool.prune(&signer, Self::next_nonce(&after, &signer));
+            }
+        }
+        let n_txs = stored.block.txs.len() as u64;
+        self.metrics.blocks.fetch_add(1, Ordering::Relaxed);
+        self.metrics.txs.fetch_add(n_txs, Ordering::Relaxed);
+        self.metrics.last_block_ms.store(
+            head.timestamp_ms.saturating_sub(previous.timestamp_ms),
+            Ordering::Relaxed,
+        );
+        lock(&self.metrics.recent).push_back((Instant::now(), n_txs));
+        let _ = self.events.send(Arc::new(block_wire(&stored)));
+        debug!(
+            target: "agora::chain",
+            height = head.height,
+            txs = n_txs,
+            state_root = %head.state_root,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "executed block"
+        );
+        Ok(())
+    }
+
+    fn applier_loop(&self) {
+        loop {
+            let target = {
+                let mut finalized = lock(&self.finalized);
+                loop {
+                    if self.stopping() {
+                        return;
+                    }
+                    if let Some(target) = finalized.take() {
+                        break target;
+                    }
+                    finalized = self
+                        .finalized_signal
+                        .wait_timeout(finalized, Duration::from_millis(100))
+                        .expect("invariant: node locks are never poisoned")
+                        .0;
+                }
+            };
+            if let Err(err) = self.execute_to(target) {
+                self.set_fatal(err.to_string());
+                return;
+            }
+        }
+    }
+}
+
+/// Starts the block executor on its own thread.
+pub(crate) fn spawn_applier(node: Arc<Node>) -> Result<std::thread::JoinHandle<()>, Error> {
+    Ok(std::thread::Builder::new()
+        .name("agora-apply".to_owned())
+        .spawn(move || node.applier_loop())?)
+}
+
+impl App for Arc<Node> {
+    fn pending(&self) -> usize {
+        lock(&self.mempool).len()
+    }
+
+    fn timestamp(&self, digest: &Digest) -> Option<u64> {
+        let hash = hash_of(digest);
+        if hash == self.genesis_hash {
+            return Some(self.genesis.timestamp_ms);
+        }
+        match self.lookup_block(&hash) {
+            Ok(block) => block.map(|block| block.header.timestamp_ms),
+            Err(err) => {
+                self.set_fatal(err.to_string());
+                None
+            }
+        }
+    }
+
+    fn build(&self, parent: Digest, timestamp_ms: u64) -> Build {
+        if self.stopping() {
+            return Build::Failed;
+        }
+        match self.build_block(hash_of(&parent), timestamp_ms) {
+            Ok(build) => build,
+            Err(err) => {
+                self.set_fatal(err.to_string());
+                Build::Failed
+            }
+        }
+    }
+
+    fn verify(&self, parent: Digest, payload: Digest, now_ms: u64) -> Option<bool> {
+        match self.verify_block(hash_of(&parent), hash_of(&payload), now_ms) {
+            Ok(verdict) => verdict,
+            Err(err) => {
+                warn!(target: "agora::chain", %err, "verify failed");
+                None
+            }
+        }
+    }
+
+    fn finalized(&self, payload: Digest) {
+        *lock(&self.finalized) = Some(hash_of(&payload));
+        self.finalized_signal.notify_all();
+    }
+}
+
+fn model_wire(model: &agora_ledger::state::Model) -> wire::Model {
+    let status = match model.status {
+        agora_ledger::state::ModelStatus::Active => "active",
+        agora_ledger::state::ModelStatus::Retired => "retired",
+    };
+    wire::Model::from_core(&model.info, status)
+}
+
+fn proposal_kind(kind: &agora_types::ProposalKind) -> String {
+    use agora_types::ProposalKind;
+    match kind {
+        ProposalKind::AddModel(info) => format!("add model {} ({})", info.name.as_str(), info.cid),
+        ProposalKind::ReplaceModel { old, new } => {
+            format!(
+                "replace model {old} with {} ({})",
+                new.name.as_str(),
+                new.cid
+            )
+        }
+        ProposalKind::RetireModel { cid } => format!("retire model {cid}"),
+        ProposalKind::SetParam { name, value } => format!("set {} = {value}", name.as_str()),
+        ProposalKind::SetSafetyPolicy { cid } => format!("set safety policy {cid}"),
+        ProposalKind::Text { text } => format!("text: {}", text.as_str()),
+    }
+}
+
+fn proposal_wire(proposal: &agora_ledger::state::Proposal) -> wire::Proposal {
+    wire::Proposal {
+        id: proposal.id,
+        proposer: proposal.proposer.to_string(),
+        kind: proposal_kind(&proposal.kind),
+        deposit: proposal.deposit.to_string(),
+        status: format!("{:?}", proposal.status).to_lowercase(),
+        voting_end_height: proposal.end_height,
+        yes: proposal.tally.yes.to_string(),
+        no: proposal.tally.no.to_string(),
+        abstain: proposal.tally.abstain.to_string(),
+    }
+}
+
+fn block_wire(stored: &StoredBlock) -> wire::Block {
+    let txs = stored
+        .block
+        .txs
+        .iter()
+        .zip(&stored.outcomes)
+        .map(|(tx, outcome)| wire::BlockTx {
+            hash: tx.hash().to_hex(),
+            signer: tx.signer.to_string(),
+            nonce: tx.nonce,
+            fee: tx.fee.to_string(),
+            kind: wire::tx_kind(&tx.body).to_owned(),
+            success: outcome.success,
+            error: outcome.error.clone(),
+        })
+        .collect();
+    wire::Block::from_header(&stored.block.header, &stored.result_root, txs)
+}

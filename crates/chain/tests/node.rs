@@ -1,0 +1,411 @@
+//! A single node: blocks, transfers, rejections, restarts, events and proofs.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use agora_chain::{genesis, Config};
+use agora_rpc::{code, wire, Client};
+use agora_types::{ChainId, Genesis, Keypair, SignedTx, TxBody, UNITS_PER_AGR};
+use futures::StreamExt;
+use tokio::{sync::oneshot, task::JoinHandle};
+
+const FEE: u128 = 1_000_000;
+const WAIT: Duration = Duration::from_secs(20);
+
+struct TestNode {
+    client: Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), agora_chain::Error>>,
+}
+
+fn chain_id() -> ChainId {
+    ChainId::new("agora-test").expect("valid chain id")
+}
+
+fn validator() -> Keypair {
+    Keypair::from_seed(b"validator")
+}
+
+fn alice() -> Keypair {
+    Keypair::from_seed(b"alice")
+}
+
+fn bob() -> Keypair {
+    Keypair::from_seed(b"bob")
+}
+
+fn test_genesis() -> Genesis {
+    genesis::dev(
+        &chain_id(),
+        1_767_225_600_000,
+        validator().account_id(),
+        &[alice().account_id(), bob().account_id()],
+    )
+}
+
+impl TestNode {
+    async fn start(dir: &Path) -> TestNode {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr: SocketAddr = listener.local_addr().expect("local addr");
+        let mut config = Config::new(dir.to_path_buf(), test_genesis(), validator(), addr);
+        config.min_block_interval = Duration::from_millis(20);
+        config.max_idle_interval = Duration::from_millis(200);
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(agora_chain::run_with_listener(
+            config,
+            listener,
+            async move {
+                let _ = signal.await;
+            },
+        ));
+        let client = Client::new(&format!("http://{addr}")).expect("client");
+        TestNode {
+            client,
+            shutdown: Some(shutdown),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let result = tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("node stops in time")
+            .expect("node task joins");
+        result.expect("node stops cleanly");
+    }
+
+    async fn wait_height(&self, height: u64) -> wire::Head {
+        let start = std::time::Instant::now();
+        loop {
+            let head = self.client.head().await.expect("head");
+            if head.height >= height {
+                return head;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "height {height} not reached, at {}",
+                head.height
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn transfer(from: &Keypair, nonce: u64, amount: u128) -> SignedTx {
+    SignedTx::sign(
+        from,
+        &chain_id(),
+        nonce,
+        FEE,
+        TxBody::Transfer {
+            to: bob().account_id(),
+            amount,
+        },
+    )
+}
+
+async fn submit_rejected(client: &Client, bytes: &[u8]) -> wire::RpcError {
+    let err = client
+        .submit_tx_bytes(bytes)
+        .await
+        .expect_err("transaction must be rejected");
+    err.rpc().cloned().expect("a JSON-RPC error")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_finalizes_blocks_and_applies_transfers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path()).await;
+    node.wait_height(2).await;
+
+    let before = node
+        .client
+        .account(&bob().account_id())
+        .await
+        .expect("account");
+    let mut hashes = Vec::new();
+    for nonce in 0..5 {
+        let tx = transfer(&alice(), nonce, UNITS_PER_AGR);
+        hashes.push(node.client.submit_tx(&tx).await.expect("submit"));
+    }
+    for hash in &hashes {
+        let status = node
+            .client
+            .wait_for_tx(hash, WAIT)
+            .await
+            .expect("committed");
+        assert_eq!(status.success, Some(true), "{status:?}");
+    }
+    let after = node
+        .client
+        .account(&bob().account_id())
+        .await
+        .expect("account");
+    let gained = after.balance.parse::<u128>().expect("amount")
+        - before.balance.parse::<u128>().expect("amount");
+    assert_eq!(gained, 5 * UNITS_PER_AGR);
+    let alice_account = node
+        .client
+        .account(&alice().account_id())
+        .await
+        .expect("account");
+    assert_eq!(alice_account.nonce, 5);
+
+    let status = node.client.tx_status(&hashes[0]).await.expect("status");
+    let block = node
+        .client
+        .block(status.height)
+        .await
+        .expect("block")
+        .expect("block exists");
+    assert!(block.txs.iter().any(|tx| tx.hash == hashes[0].to_hex()));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_transactions_are_rejected_with_a_reason_and_the_node_keeps_going() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path()).await;
+    node.wait_height(1).await;
+
+    let garbage = submit_rejected(&node.client, &[0xde, 0xad, 0xbe, 0xef, 1, 2, 3]).await;
+    assert_eq!(garbage.code, code::TX_REJECTED);
+    assert!(
+        garbage.message.contains("invalid transaction"),
+        "{garbage:?}"
+    );
+
+    let mut forged = transfer(&alice(), 0, 1);
+    forged.signature.0[0] ^= 1;
+    let bad_signature = submit_rejected(&node.client, &forged.to_bytes()).await;
+    assert!(
+        bad_signature.message.contains("bad signature"),
+        "{bad_signature:?}"
+    );
+
+    let other_chain = SignedTx::sign(
+        &alice(),
+        &ChainId::new("other-chain").expect("chain id"),
+        0,
+        FEE,
+        TxBody::Transfer {
+            to: bob().account_id(),
+            amount: 1,
+        },
+    );
+    let wrong_chain = submit_rejected(&node.client, &other_chain.to_bytes()).await;
+    assert!(
+        wrong_chain.message.contains("bad signature"),
+        "{wrong_chain:?}"
+    );
+
+    let first = node
+        .client
+        .submit_tx(&transfer(&alice(), 0, 1))
+        .await
+        .expect("submit");
+    node.client
+        .wait_for_tx(&first, WAIT)
+        .await
+        .expect("committed");
+    let replay = submit_rejected(&node.client, &transfer(&alice(), 0, 2).to_bytes()).await;
+    assert!(replay.message.contains("nonce"), "{replay:?}");
+    let far = submit_rejected(&node.client, &transfer(&alice(), 1_000_000, 2).to_bytes()).await;
+    assert!(far.message.contains("nonce"), "{far:?}");
+
+    let oversized = vec![0u8; agora_types::MAX_TX_BYTES + 1];
+    let too_large = submit_rejected(&node.client, &oversized).await;
+    assert!(too_large.message.contains("exceeds"), "{too_large:?}");
+
+    let broke = Keypair::from_seed(b"nobody");
+    let unfunded = SignedTx::sign(
+        &broke,
+        &chain_id(),
+        0,
+        FEE,
+        TxBody::Transfer {
+            to: bob().account_id(),
+            amount: 1,
+        },
+    );
+    let cannot_pay = submit_rejected(&node.client, &unfunded.to_bytes()).await;
+    assert_eq!(cannot_pay.code, code::TX_REJECTED, "{cannot_pay:?}");
+
+    // The node still makes progress and accepts good transactions.
+    let good = node
+        .client
+        .submit_tx(&transfer(&alice(), 1, 1))
+        .await
+        .expect("submit");
+    node.client
+        .wait_for_tx(&good, WAIT)
+        .await
+        .expect("committed");
+    assert!(node.client.health().await.expect("health"));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_at_the_same_height_and_state_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path()).await;
+    let hash = node
+        .client
+        .submit_tx(&transfer(&alice(), 0, 7))
+        .await
+        .expect("submit");
+    node.client
+        .wait_for_tx(&hash, WAIT)
+        .await
+        .expect("committed");
+    let before = node.client.head().await.expect("head");
+    node.stop().await;
+
+    let node = TestNode::start(dir.path()).await;
+    let resumed = node.client.head().await.expect("head");
+    assert!(resumed.height >= before.height, "{resumed:?} vs {before:?}");
+    let block = node
+        .client
+        .block(Some(before.height))
+        .await
+        .expect("block")
+        .expect("block kept");
+    assert_eq!(block.hash, before.hash);
+    assert_eq!(block.result_root, before.state_root);
+    let status = node.client.tx_status(&hash).await.expect("status");
+    assert_eq!(status.status, wire::TxState::Committed);
+
+    // And it goes on finalizing.
+    node.wait_height(resumed.height + 2).await;
+    let next = node
+        .client
+        .submit_tx(&transfer(&alice(), 1, 7))
+        .await
+        .expect("submit");
+    node.client
+        .wait_for_tx(&next, WAIT)
+        .await
+        .expect("committed");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_executed_blocks_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path()).await;
+    let events = node.client.events().await.expect("events");
+    let blocks: Vec<wire::Block> = tokio::time::timeout(WAIT, events.take(3).collect::<Vec<_>>())
+        .await
+        .expect("three blocks in time")
+        .into_iter()
+        .map(|block| block.expect("block event"))
+        .collect();
+    for pair in blocks.windows(2) {
+        assert_eq!(pair[1].height, pair[0].height + 1);
+        assert_eq!(pair[1].parent, pair[0].hash);
+        assert_eq!(pair[1].state_root, pair[0].result_root);
+    }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_are_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path()).await;
+    node.wait_height(1).await;
+    let text = reqwest::get(format!("{}/metrics", node.client.url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "agora_chain_height",
+        "agora_chain_mempool_size",
+        "agora_chain_block_time_seconds",
+        "agora_chain_tx_per_second",
+    ] {
+        assert!(text.contains(name), "{name} missing from {text}");
+    }
+    let models = node.client.models().await.expect("models");
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0].cid, genesis::DEFAULT_MODEL_CID);
+    assert_eq!(models[0].status, "active");
+    let params = node.client.params().await.expect("params");
+    assert!(params.contains_key("min_fee"));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_proofs_verify_against_the_next_header_state_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path()).await;
+    let hash = node
+        .client
+        .submit_tx(&transfer(&alice(), 0, 3))
+        .await
+        .expect("submit");
+    node.client
+        .wait_for_tx(&hash, WAIT)
+        .await
+        .expect("committed");
+
+    let proof = node
+        .client
+        .proof(wire::ProofKind::Account, &bob().account_id())
+        .await
+        .expect("proof");
+    let next = node.wait_height(proof.height + 1).await;
+    assert!(next.height > proof.height);
+    let header = node
+        .client
+        .block(Some(proof.height + 1))
+        .await
+        .expect("block")
+        .expect("next block exists");
+    assert_eq!(header.state_root, proof.root);
+    let (root, key, value, merkle) = proof.to_core().expect("well-formed proof");
+    assert!(agora_ledger::proof::verify(&root, &key, &value, &merkle));
+    assert_eq!(key, agora_ledger::state::keys::account(&bob().account_id()));
+    // A proof does not verify for another value.
+    let mut forged = value.clone();
+    forged[0] ^= 1;
+    assert!(!agora_ledger::proof::verify(&root, &key, &forged, &merkle));
+
+    let missing = node
+        .client
+        .proof(wire::ProofKind::Provider, &bob().account_id())
+        .await
+        .expect_err("bob is no provider");
+    assert_eq!(missing.rpc().map(|err| err.code), Some(code::NOT_FOUND));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_blocks_replay_to_the_same_state_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path()).await;
+    for nonce in 0..3 {
+        let hash = node
+            .client
+            .submit_tx(&transfer(&alice(), nonce, 11))
+            .await
+            .expect("submit");
+        node.client
+            .wait_for_tx(&hash, WAIT)
+            .await
+            .expect("committed");
+    }
+    node.stop().await;
+    let (height, root) =
+        agora_chain::store::replay(&dir.path().join("chain.redb"), &test_genesis())
+            .expect("replay");
+    let store = agora_chain::store::Store::open(&dir.path().join("chain.redb")).expect("open");
+    let head = store.head().expect("head").expect("head exists");
+    assert_eq!(height, head.height);
+    assert_eq!(root, head.state_root);
+}

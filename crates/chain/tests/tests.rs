@@ -1,0 +1,3 @@
+//! Integration tests of the ledger node, over real loopback HTTP.
+
+mod node;

@@ -1,0 +1,291 @@
+//! An async client for the node's RPC.
+
+use std::time::Duration;
+
+use agora_types::{AccountId, Cid, Hash, SignedTx};
+use futures::{Stream, StreamExt};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{method, wire};
+
+/// Why an RPC call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The node URL is not a valid URL.
+    #[error("invalid node url {0}")]
+    Url(String),
+    /// The request did not complete (connection refused, timeout, bad status).
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The node answered with a JSON-RPC error.
+    #[error("rpc error {}: {}", .0.code, .0.message)]
+    Rpc(wire::RpcError),
+    /// The node's answer did not have the expected shape.
+    #[error("unexpected response: {0}")]
+    Decode(String),
+    /// A transaction was not committed in time.
+    #[error("transaction {0} not committed within {1:?}")]
+    Timeout(String, Duration),
+}
+
+impl Error {
+    /// The JSON-RPC error, when the node rejected the call.
+    pub fn rpc(&self) -> Option<&wire::RpcError> {
+        match self {
+            Error::Rpc(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// A client for one node.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the node at `url` (e.g. `http://127.0.0.1:26657`).
+    pub fn new(url: &str) -> Result<Self, Error> {
+        let base = url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::Url(url.to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Client { base, http })
+    }
+
+    /// The node's base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Calls `method` with `params` and decodes the result.
+    pub async fn call<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: P,
+    ) -> Result<R, Error> {
+        let params = serde_json::to_value(params).map_err(|err| Error::Decode(err.to_string()))?;
+        let request = wire::Request {
+            jsonrpc: "2.0".to_owned(),
+            id: serde_json::Value::from(1),
+            method: method.to_owned(),
+            params,
+        };
+        let response: wire::Response = self
+            .http
+            .post(format!("{}/", self.base))
+            .json(&request)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if let Some(error) = response.error {
+            return Err(Error::Rpc(error));
+        }
+        let result = response.result.unwrap_or(serde_json::Value::Null);
+        serde_json::from_value(result).map_err(|err| Error::Decode(err.to_string()))
+    }
+
+    /// Submits a signed transaction; returns its hash.
+    pub async fn submit_tx(&self, tx: &SignedTx) -> Result<Hash, Error> {
+        self.submit_tx_bytes(&tx.to_bytes()).await
+    }
+
+    /// Submits raw transaction bytes (borsh `SignedTx`); returns its hash.
+    pub async fn submit_tx_bytes(&self, bytes: &[u8]) -> Result<Hash, Error> {
+        let params = wire::SubmitTxParams {
+            tx: hex::encode(bytes),
+        };
+        let result: wire::SubmitTxResult = self.call(method::SUBMIT_TX, params).await?;
+        Hash::from_hex(&result.hash).ok_or_else(|| Error::Decode(result.hash))
+    }
+
+    /// Signs `body` with `keypair` at the account's next nonce, submits it and
+    /// waits until it is committed.
+    ///
+    /// The chain id comes from the node's head; `fee` defaults to the node's `min_fee`.
+    pub async fn sign_and_submit(
+        &self,
+        keypair: &agora_types::Keypair,
+        body: agora_types::TxBody,
+        fee: Option<agora_types::Amount>,
+        timeout: Duration,
+    ) -> Result<wire::TxStatus, Error> {
+        let head = self.head().await?;
+        let chain_id = agora_types::ChainId::new(&head.chain_id)
+            .map_err(|err| Error::Decode(err.to_string()))?;
+        let account = self.account(&keypair.account_id()).await?;
+        let fee = match fee {
+            Some(fee) => fee,
+            None => {
+                let params = self.params().await?;
+                let min_fee = params.get("min_fee").cloned().unwrap_or_default();
+                min_fee
+                    .parse()
+                    .map_err(|_| Error::Decode(format!("min_fee {min_fee}")))?
+            }
+        };
+        let tx = SignedTx::sign(keypair, &chain_id, account.nonce, fee, body);
+        let hash = self.submit_tx(&tx).await?;
+        self.wait_for_tx(&hash, timeout).await
+    }
+
+    /// A transaction's status.
+    pub async fn tx_status(&self, hash: &Hash) -> Result<wire::TxStatus, Error> {
+        let params = wire::HashParams {
+            hash: hash.to_hex(),
+        };
+        self.call(method::TX_STATUS, params).await
+    }
+
+    /// Polls until the transaction is committed or `timeout` passes.
+    pub async fn wait_for_tx(
+        &self,
+        hash: &Hash,
+        timeout: Duration,
+    ) -> Result<wire::TxStatus, Error> {
+        let start = std::time::Instant::now();
+        loop {
+            let status = self.tx_status(hash).await?;
+            if status.status == wire::TxState::Committed {
+                return Ok(status);
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::Timeout(hash.to_hex(), timeout));
+            }
+            tokio_sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// An account (zero balance and nonce when it has never been used).
+    pub async fn account(&self, address: &AccountId) -> Result<wire::Account, Error> {
+        let params = wire::AccountParams {
+            address: address.to_string(),
+        };
+        self.call(method::ACCOUNT, params).await
+    }
+
+    /// A provider, if registered.
+    pub async fn provider(&self, operator: &AccountId) -> Result<Option<wire::Provider>, Error> {
+        let params = wire::AccountParams {
+            address: operator.to_string(),
+        };
+        self.call(method::PROVIDER, params).await
+    }
+
+    /// All registered providers.
+    pub async fn providers(&self) -> Result<Vec<wire::Provider>, Error> {
+        self.call(method::PROVIDERS, serde_json::Value::Null).await
+    }
+
+    /// A model, if governance knows it.
+    pub async fn model(&self, cid: &Cid) -> Result<Option<wire::Model>, Error> {
+        let params = wire::CidParams {
+            cid: cid.to_string(),
+        };
+        self.call(method::MODEL, params).await
+    }
+
+    /// All models governance knows.
+    pub async fn models(&self) -> Result<Vec<wire::Model>, Error> {
+        self.call(method::MODELS, serde_json::Value::Null).await
+    }
+
+    /// A governance proposal, if it exists.
+    pub async fn proposal(&self, id: u64) -> Result<Option<wire::Proposal>, Error> {
+        self.call(method::PROPOSAL, wire::ProposalParams { id })
+            .await
+    }
+
+    /// All governance proposals.
+    pub async fn proposals(&self) -> Result<Vec<wire::Proposal>, Error> {
+        self.call(method::PROPOSALS, serde_json::Value::Null).await
+    }
+
+    /// The block at `height`, or the latest when `None`.
+    pub async fn block(&self, height: Option<u64>) -> Result<Option<wire::Block>, Error> {
+        let params = wire::BlockParams { height, hash: None };
+        self.call(method::BLOCK, params).await
+    }
+
+    /// The chain head.
+    pub async fn head(&self) -> Result<wire::Head, Error> {
+        self.call(method::HEAD, serde_json::Value::Null).await
+    }
+
+    /// Ledger parameters.
+    pub async fn params(&self) -> Result<wire::Params, Error> {
+        self.call(method::PARAMS, serde_json::Value::Null).await
+    }
+
+    /// An inclusion proof of an account or provider entry.
+    pub async fn proof(
+        &self,
+        kind: wire::ProofKind,
+        address: &AccountId,
+    ) -> Result<wire::Proof, Error> {
+        let params = wire::ProofParams {
+            kind,
+            address: address.to_string(),
+        };
+        self.call(method::PROOF, params).await
+    }
+
+    /// Whether `GET /health` answers 200.
+    pub async fn health(&self) -> Result<bool, Error> {
+        let response = self
+            .http
+            .get(format!("{}/health", self.base))
+            .send()
+            .await?;
+        Ok(response.status().is_success())
+    }
+
+    /// Finalized blocks as they are executed, from `GET /events`.
+    pub async fn events(&self) -> Result<impl Stream<Item = Result<wire::Block, Error>>, Error> {
+        let response = reqwest::Client::new()
+            .get(format!("{}/events", self.base))
+            .send()
+            .await?
+            .error_for_status()?;
+        let bytes = response.bytes_stream();
+        let state = (bytes, String::new());
+        Ok(futures::stream::unfold(
+            state,
+            |(mut bytes, mut buffer)| async move {
+                loop {
+                    if let Some(end) = buffer.find("\n\n") {
+                        let frame: String = buffer.drain(..end + 2).collect();
+                        let data: String = frame
+                            .lines()
+                            .filter_map(|line| line.strip_prefix("data:"))
+                            .map(str::trim_start)
+                            .collect();
+                        if data.is_empty() {
+                            continue;
+                        }
+                        let item = serde_json::from_str::<wire::Block>(&data)
+                            .map_err(|err| Error::Decode(err.to_string()));
+                        return Some((item, (bytes, buffer)));
+                    }
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                        Some(Err(err)) => return Some((Err(Error::Http(err)), (bytes, buffer))),
+                        None => return None,
+                    }
+                }
+            },
+        ))
+    }
+}
+
+async fn tokio_sleep(duration: Duration) {
+    // The client must not pick a runtime for its caller beyond what reqwest
+    // needs (tokio); a timer future from futures-timer would add a dependency.
+    tokio::time::sleep(duration).await;
+}
