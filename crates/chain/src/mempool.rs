@@ -5,7 +5,7 @@
 //! block never holds a transaction that must fail for its nonce. The pool is
 //! bounded in count; a full pool rejects new transactions until blocks drain it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use agora_types::{AccountId, Hash, SignedTx};
 
@@ -100,13 +100,11 @@ impl Mempool {
 
     /// Picks up to `max` transactions for a block.
     ///
-    /// `next_nonce` gives each signer's next nonce on chain; `in_flight` holds
-    /// transactions already in unexecuted ancestor blocks, which are skipped
-    /// and advance their signer's expected nonce.
+    /// `next_nonce` gives each signer's next nonce in the state the block
+    /// builds on, so transactions of unexecuted ancestors are skipped.
     pub fn select(
         &self,
         max: usize,
-        in_flight: &HashSet<Hash>,
         mut next_nonce: impl FnMut(&AccountId) -> u64,
     ) -> Vec<SignedTx> {
         let mut out = Vec::new();
@@ -114,14 +112,14 @@ impl Mempool {
             if out.len() >= max {
                 break;
             }
-            let mut expected = next_nonce(account);
-            for (nonce, (hash, tx)) in queue.range(expected..) {
-                if *nonce != expected || out.len() >= max {
+            let first = next_nonce(account);
+            let run = queue
+                .range(first..)
+                .zip(first..)
+                .take_while(|((nonce, _), expected)| *nonce == expected);
+            for (_, (_, tx)) in run.map(|(entry, _)| entry) {
+                if out.len() >= max {
                     break;
-                }
-                expected += 1;
-                if in_flight.contains(hash) {
-                    continue;
                 }
                 out.push(tx.clone());
             }

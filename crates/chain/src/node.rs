@@ -560,7 +560,7 @@ impl Node {
         let params =
             agora_ledger::query::params(&overlay).map_err(|err| Error::Ledger(err.to_string()))?;
         let max = usize::try_from(params.max_block_txs).unwrap_or(usize::MAX);
-        let txs = lock(&self.mempool).select(max, &HashSet::new(), |account| {
+        let txs = lock(&self.mempool).select(max, |account| {
             agora_ledger::query::account(&overlay, account)
                 .map(|account| account.nonce)
                 .unwrap_or(0)

@@ -102,6 +102,9 @@ pub struct StoredBlock {
     pub outcomes: Vec<TxOutcome>,
 }
 
+/// Key-value entries in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Ledger state writes of one block: `None` deletes.
 pub type StateWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
@@ -305,7 +308,7 @@ impl Snapshot {
     }
 
     /// Entries whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, Error> {
         let mut out = Vec::new();
         for entry in self.table.range(prefix..)? {
             let (key, value) = entry?;
@@ -318,7 +321,7 @@ impl Snapshot {
     }
 
     /// Every entry, in key order.
-    pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    pub fn entries(&self) -> Result<Entries, Error> {
         self.scan_prefix(&[])
     }
 }

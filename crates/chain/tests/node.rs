@@ -370,6 +370,7 @@ async fn account_proofs_verify_against_the_next_header_state_root() {
     assert_eq!(header.state_root, proof.root);
     let (root, key, value, merkle) = proof.to_core().expect("well-formed proof");
     assert!(agora_ledger::proof::verify(&root, &key, &value, &merkle));
+    assert!(proof.verify());
     assert_eq!(key, agora_ledger::state::keys::account(&bob().account_id()));
     // A proof does not verify for another value.
     let mut forged = value.clone();

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use agora_types::{AccountId, Cid, Hash, SignedTx};
-use futures::{Stream, StreamExt};
+use futures::{stream::BoxStream, StreamExt};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{method, wire};
@@ -247,20 +247,19 @@ impl Client {
     }
 
     /// Finalized blocks as they are executed, from `GET /events`.
-    pub async fn events(&self) -> Result<impl Stream<Item = Result<wire::Block, Error>>, Error> {
+    pub async fn events(&self) -> Result<BoxStream<'static, Result<wire::Block, Error>>, Error> {
         let response = reqwest::Client::new()
             .get(format!("{}/events", self.base))
             .send()
             .await?
             .error_for_status()?;
         let bytes = response.bytes_stream();
-        let state = (bytes, String::new());
-        Ok(futures::stream::unfold(
-            state,
-            |(mut bytes, mut buffer)| async move {
+        let stream =
+            futures::stream::unfold((bytes, Vec::new()), |(mut bytes, mut buffer)| async move {
                 loop {
-                    if let Some(end) = buffer.find("\n\n") {
-                        let frame: String = buffer.drain(..end + 2).collect();
+                    if let Some(end) = buffer.windows(2).position(|pair| pair == b"\n\n") {
+                        let frame: Vec<u8> = buffer.drain(..end + 2).collect();
+                        let frame = String::from_utf8_lossy(&frame);
                         let data: String = frame
                             .lines()
                             .filter_map(|line| line.strip_prefix("data:"))
@@ -274,13 +273,13 @@ impl Client {
                         return Some((item, (bytes, buffer)));
                     }
                     match bytes.next().await {
-                        Some(Ok(chunk)) => buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                        Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
                         Some(Err(err)) => return Some((Err(Error::Http(err)), (bytes, buffer))),
                         None => return None,
                     }
                 }
-            },
-        ))
+            });
+        Ok(stream.boxed())
     }
 }
 

@@ -350,6 +350,19 @@ impl Proof {
         }
     }
 
+    /// Whether the proof shows its key holding its value under its root.
+    ///
+    /// This checks the proof only; check `root` against a header you trust
+    /// (the `state_root` of block `height + 1`) separately.
+    pub fn verify(&self) -> bool {
+        match self.to_core() {
+            Some((root, key, value, merkle)) => {
+                agora_types::merkle::verify_state_entry(&root, &key, &value, &merkle)
+            }
+            None => false,
+        }
+    }
+
     /// The root, key, value and Merkle proof, or `None` if a field is malformed.
     pub fn to_core(&self) -> Option<(Hash, Vec<u8>, Vec<u8>, agora_types::MerkleProof)> {
         let root = Hash::from_hex(&self.root)?;
