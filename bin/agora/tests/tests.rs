@@ -1,0 +1,3 @@
+//! Integration tests of the `agora` binary, run as real processes.
+
+mod node_crash;

@@ -1,0 +1,422 @@
+//! `POST /v1/chat/completions`: parse, validate, generate, answer as JSON or as SSE.
+
+use std::{convert::Infallible, sync::Arc, time::Instant};
+
+use agora_api::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChoiceLogprobs,
+    ChunkChoice, Delta, MessageContent, ResponseMessage, TopLogprob, Usage,
+};
+use agora_engine::{sampling, ChatMessage, Event, FinishReason, GenerateRequest, SamplingParams};
+use agora_types::Hash;
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, State},
+    http::{HeaderValue, StatusCode},
+    response::{sse, IntoResponse, Response, Sse},
+    Json,
+};
+use futures::{Stream, StreamExt};
+
+use crate::{ApiError, Provider, ServedModel};
+
+/// Most stop strings a request may give.
+const MAX_STOP_STRINGS: usize = 16;
+/// Most alternatives per position in `top_logprobs`.
+const MAX_TOP_LOGPROBS: i64 = 20;
+
+/// The handler: every outcome, good or bad, is counted by status.
+pub(crate) async fn completions(
+    State(provider): State<Arc<Provider>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let response = match handle(&provider, body).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    };
+    provider.metrics.response(response.status().as_u16());
+    response
+}
+
+/// A validated request, ready for the engine.
+struct Prepared {
+    model: Arc<ServedModel>,
+    request: GenerateRequest,
+    stream: bool,
+    include_usage: bool,
+}
+
+async fn handle(
+    provider: &Arc<Provider>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge {
+                limit: provider.max_body_bytes,
+            }
+        } else {
+            ApiError::bad(rejection.body_text(), None)
+        }
+    })?;
+    let request: ChatCompletionRequest = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::bad(format!("invalid request body: {err}"), None))?;
+    let prepared = prepare(provider, request, &body).await?;
+    let seed = prepared.request.sampling.seed;
+    let engine = Arc::clone(&prepared.model.engine);
+    let generation = engine.generate(prepared.request.clone())?;
+    let id = format!("chatcmpl-{}", &Hash::of(&body).to_hex()[..24]);
+    let mut response = if prepared.stream {
+        stream_response(provider, prepared, generation, id, started).into_response()
+    } else {
+        collect_response(provider, prepared, generation, id, started)
+            .await?
+            .into_response()
+    };
+    if let Ok(value) = HeaderValue::from_str(&seed.to_string()) {
+        response.headers_mut().insert("x-agora-seed", value);
+    }
+    Ok(response)
+}
+
+async fn prepare(
+    provider: &Provider,
+    request: ChatCompletionRequest,
+    body: &[u8],
+) -> Result<Prepared, ApiError> {
+    let model = provider
+        .model(&request.model)
+        .cloned()
+        .ok_or_else(|| ApiError::ModelNotFound(request.model.clone()))?;
+    if request.messages.is_empty() {
+        return Err(ApiError::bad(
+            "messages must not be empty",
+            Some("messages"),
+        ));
+    }
+    let mut messages = Vec::with_capacity(request.messages.len());
+    for message in &request.messages {
+        let role = match message.role.as_str() {
+            "system" | "developer" => "system",
+            "user" => "user",
+            "assistant" => "assistant",
+            "tool" => "tool",
+            other => {
+                return Err(ApiError::bad(
+                    format!("unknown message role '{other}'"),
+                    Some("messages"),
+                ))
+            }
+        };
+        let content = match &message.content {
+            Some(MessageContent::Text(text)) => text.clone(),
+            Some(MessageContent::Parts(parts)) => {
+                let mut text = String::new();
+                for part in parts {
+                    match (part.kind.as_str(), &part.text) {
+                        ("text", Some(t)) => text.push_str(t),
+                        (kind, _) => {
+                            return Err(ApiError::bad(
+                                format!("content part type '{kind}' is not supported"),
+                                Some("messages"),
+                            ))
+                        }
+                    }
+                }
+                text
+            }
+            None => String::new(),
+        };
+        messages.push(ChatMessage::new(role, content));
+    }
+    if request.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::bad("only n = 1 is supported", Some("n")));
+    }
+    let temperature = request.temperature.unwrap_or(1.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(ApiError::bad(
+            "temperature must be between 0 and 2",
+            Some("temperature"),
+        ));
+    }
+    let top_p = request.top_p.unwrap_or(1.0);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(ApiError::bad("top_p must be in (0, 1]", Some("top_p")));
+    }
+    let top_k = match request.top_k {
+        None => sampling::DEFAULT_TOP_K,
+        Some(k) if (0..=i64::from(u32::MAX)).contains(&k) => k as u32,
+        Some(_) => {
+            return Err(ApiError::bad(
+                "top_k must be a non-negative integer",
+                Some("top_k"),
+            ))
+        }
+    };
+    let max_tokens = match request.max_completion_tokens.or(request.max_tokens) {
+        None => None,
+        Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+        Some(_) => {
+            return Err(ApiError::bad(
+                "max_tokens must be at least 1",
+                Some("max_tokens"),
+            ))
+        }
+    };
+    let stop = request.stop.map(|s| s.into_vec()).unwrap_or_default();
+    if stop.len() > MAX_STOP_STRINGS || stop.iter().any(String::is_empty) {
+        return Err(ApiError::bad(
+            format!("stop takes up to {MAX_STOP_STRINGS} non-empty strings"),
+            Some("stop"),
+        ));
+    }
+    let logprobs = match (request.logprobs.unwrap_or(false), request.top_logprobs) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            return Err(ApiError::bad(
+                "top_logprobs requires logprobs to be true",
+                Some("top_logprobs"),
+            ))
+        }
+        (true, top) => {
+            let top = top.unwrap_or(0);
+            if !(0..=MAX_TOP_LOGPROBS).contains(&top) {
+                return Err(ApiError::bad(
+                    format!("top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}"),
+                    Some("top_logprobs"),
+                ));
+            }
+            Some(top as u32)
+        }
+    };
+    // Without a seed, one is derived from the request bytes, so the same request samples the
+    // same answer; it is reported back either way.
+    let seed = match request.seed {
+        Some(seed) => seed as u64,
+        None => {
+            let hash = Hash::of(body);
+            u64::from_le_bytes(hash.0[..8].try_into().unwrap_or_default())
+        }
+    };
+    let engine = Arc::clone(&model.engine);
+    let prompt = tokio::task::spawn_blocking(move || engine.tokenize_chat(&messages))
+        .await
+        .map_err(|err| ApiError::Internal(err.to_string()))??;
+    Ok(Prepared {
+        model,
+        request: GenerateRequest {
+            prompt,
+            sampling: SamplingParams {
+                temperature: temperature as f32,
+                top_p: top_p as f32,
+                top_k,
+                seed,
+            },
+            max_tokens,
+            stop,
+            logprobs,
+        },
+        stream: request.stream,
+        include_usage: request.stream_options.is_some_and(|o| o.include_usage),
+    })
+}
+
+fn finish_reason(reason: FinishReason) -> String {
+    match reason {
+        FinishReason::Stop => "stop".into(),
+        FinishReason::Length => "length".into(),
+    }
+}
+
+fn fingerprint(model: &ServedModel) -> String {
+    format!("agora-{}", model.cid)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn to_api_logprob(
+    model: &ServedModel,
+    id: u32,
+    logprob: &agora_engine::TokenLogprob,
+) -> agora_api::TokenLogprob {
+    let entry = |token: u32| {
+        let bytes = model.engine.token_bytes(token);
+        (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+    };
+    let (token, bytes) = entry(id);
+    agora_api::TokenLogprob {
+        token,
+        logprob: logprob.logprob,
+        bytes,
+        top_logprobs: logprob
+            .top
+            .iter()
+            .map(|t| {
+                let (token, bytes) = entry(t.token);
+                TopLogprob {
+                    token,
+                    logprob: t.logprob,
+                    bytes,
+                }
+            })
+            .collect(),
+    }
+}
+
+async fn collect_response(
+    provider: &Provider,
+    prepared: Prepared,
+    mut generation: agora_engine::Generation,
+    id: String,
+    started: Instant,
+) -> Result<Json<ChatCompletion>, ApiError> {
+    let model = &prepared.model;
+    let mut content = String::new();
+    let mut logprobs = prepared.request.logprobs.map(|_| ChoiceLogprobs::default());
+    let mut first_token_at = None;
+    while let Some(event) = generation.next().await {
+        match event {
+            Event::Token {
+                id: token,
+                text,
+                logprob,
+                ..
+            } => {
+                if first_token_at.is_none() {
+                    first_token_at = Some(Instant::now());
+                    provider.metrics.first_token(started.elapsed());
+                }
+                content.push_str(&text);
+                if let (Some(list), Some(lp)) = (logprobs.as_mut(), logprob.as_ref()) {
+                    list.content.push(to_api_logprob(model, token, lp));
+                }
+            }
+            Event::Done(finish) => {
+                content.push_str(&finish.tail_text);
+                if let Some(at) = first_token_at {
+                    provider
+                        .metrics
+                        .decode(finish.completion_tokens.saturating_sub(1), at.elapsed());
+                }
+                return Ok(Json(ChatCompletion {
+                    id,
+                    object: "chat.completion".into(),
+                    created: unix_now(),
+                    model: model.name.clone(),
+                    choices: vec![Choice {
+                        index: 0,
+                        message: ResponseMessage {
+                            role: "assistant".into(),
+                            content,
+                        },
+                        logprobs,
+                        finish_reason: finish_reason(finish.reason),
+                    }],
+                    usage: Usage {
+                        prompt_tokens: finish.prompt_tokens,
+                        completion_tokens: finish.completion_tokens,
+                        total_tokens: finish.prompt_tokens + finish.completion_tokens,
+                    },
+                    system_fingerprint: fingerprint(model),
+                    seed: prepared.request.sampling.seed,
+                }));
+            }
+            Event::Failed(reason) => return Err(ApiError::Internal(reason)),
+        }
+    }
+    Err(ApiError::Internal(
+        "the engine ended the generation without a result".into(),
+    ))
+}
+
+fn stream_response(
+    provider: &Arc<Provider>,
+    prepared: Prepared,
+    mut generation: agora_engine::Generation,
+    id: String,
+    started: Instant,
+) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
+    let provider = Arc::clone(provider);
+    let created = unix_now();
+    let model = Arc::clone(&prepared.model);
+    let chunk = move |delta: Delta, logprobs: Option<ChoiceLogprobs>, finish: Option<String>| {
+        ChatCompletionChunk {
+            id: id.clone(),
+            object: "chat.completion.chunk".into(),
+            created,
+            model: model.name.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs,
+                finish_reason: finish,
+            }],
+            usage: None,
+            system_fingerprint: fingerprint(&model),
+        }
+    };
+    let model = Arc::clone(&prepared.model);
+    let include_usage = prepared.include_usage;
+    let events = async_stream::stream! {
+        yield data(&chunk(Delta { role: Some("assistant".into()), content: Some(String::new()) }, None, None));
+        let mut first_token_at = None;
+        let mut finished = false;
+        while let Some(event) = generation.next().await {
+            match event {
+                Event::Token { id: token, text, logprob, .. } => {
+                    if first_token_at.is_none() {
+                        first_token_at = Some(Instant::now());
+                        provider.metrics.first_token(started.elapsed());
+                    }
+                    let logprobs = logprob.as_ref().map(|lp| ChoiceLogprobs {
+                        content: vec![to_api_logprob(&model, token, lp)],
+                    });
+                    if !text.is_empty() || logprobs.is_some() {
+                        yield data(&chunk(Delta { role: None, content: Some(text) }, logprobs, None));
+                    }
+                }
+                Event::Done(finish) => {
+                    if !finish.tail_text.is_empty() {
+                        yield data(&chunk(Delta { role: None, content: Some(finish.tail_text.clone()) }, None, None));
+                    }
+                    if let Some(at) = first_token_at {
+                        provider.metrics.decode(finish.completion_tokens.saturating_sub(1), at.elapsed());
+                    }
+                    yield data(&chunk(Delta::default(), None, Some(finish_reason(finish.reason))));
+                    if include_usage {
+                        let mut last = chunk(Delta::default(), None, None);
+                        last.choices.clear();
+                        last.usage = Some(Usage {
+                            prompt_tokens: finish.prompt_tokens,
+                            completion_tokens: finish.completion_tokens,
+                            total_tokens: finish.prompt_tokens + finish.completion_tokens,
+                        });
+                        yield data(&last);
+                    }
+                    yield Ok(sse::Event::default().data("[DONE]"));
+                    finished = true;
+                    break;
+                }
+                Event::Failed(reason) => {
+                    tracing::error!(target: "agora::provider", %reason, "generation failed mid-stream");
+                    yield data(&agora_api::ErrorBody::new("generation failed", "server_error", None, None));
+                    finished = true;
+                    break;
+                }
+            }
+        }
+        if !finished {
+            yield data(&agora_api::ErrorBody::new("generation ended unexpectedly", "server_error", None, None));
+        }
+    };
+    Sse::new(events)
+}
+
+fn data(value: &impl serde::Serialize) -> Result<sse::Event, Infallible> {
+    Ok(sse::Event::default().data(serde_json::to_string(value).unwrap_or_default()))
+}
