@@ -126,12 +126,17 @@ async fn main() {
 
     // Record when each transaction is seen executed, from the event stream.
     let committed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let blocks: Arc<Mutex<Vec<(Instant, usize)>>> = Arc::default();
     let mut events = client.events().await.expect("events");
     let watcher = {
         let committed = Arc::clone(&committed);
+        let blocks = Arc::clone(&blocks);
         tokio::spawn(async move {
             while let Some(Ok(block)) = events.next().await {
                 let now = Instant::now();
+                if !block.txs.is_empty() {
+                    blocks.lock().expect("lock").push((now, block.txs.len()));
+                }
                 let mut committed = committed.lock().expect("lock");
                 for tx in block.txs {
                     committed.insert(tx.hash, now);
@@ -195,6 +200,16 @@ async fn main() {
         "  latency p99          {:>8.1} ms",
         percentile(&latencies, 0.99).as_secs_f64() * 1e3
     );
+    let blocks = blocks.lock().expect("lock").clone();
+    if let (Some(first), Some(last)) = (blocks.first(), blocks.last()) {
+        let span = last.0.duration_since(first.0).as_secs_f64();
+        println!(
+            "  blocks with txs      {:>8} (mean {:.0} txs, one every {:.0} ms)",
+            blocks.len(),
+            total as f64 / blocks.len() as f64,
+            span * 1e3 / (blocks.len().max(2) - 1) as f64
+        );
+    }
     println!("  in-process apply     {apply_rate:>8.0} tx/s (blocks of {block_txs})");
     println!("  ratio e2e / apply    {:>8.3}", e2e_rate / apply_rate);
 

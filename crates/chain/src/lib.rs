@@ -189,22 +189,31 @@ fn spawn_consensus(
         .name("agora-consensus".to_owned())
         .spawn(move || {
             let runner = commonware_runtime::tokio::Runner::new(runtime);
-            runner.start(|context| async move {
-                let handle = match consensus::start(context, consensus_config, Arc::clone(&node)) {
-                    Ok(handle) => handle,
-                    Err(err) => {
-                        node.set_fatal(format!("consensus: {err}"));
-                        return;
+            let engine_node = Arc::clone(&node);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                runner.start(|context| async move {
+                    let node = engine_node;
+                    let handle =
+                        match consensus::start(context, consensus_config, Arc::clone(&node)) {
+                            Ok(handle) => handle,
+                            Err(err) => {
+                                node.set_fatal(format!("consensus: {err}"));
+                                return;
+                            }
+                        };
+                    let stopped = node.wait_stopped();
+                    tokio::select! {
+                        () = stopped => {},
+                        result = handle => {
+                            node.set_fatal(format!("consensus engine exited: {result:?}"));
+                        }
                     }
-                };
-                let stopped = node.wait_stopped();
-                tokio::select! {
-                    () = stopped => {},
-                    result = handle => {
-                        node.set_fatal(format!("consensus engine exited: {result:?}"));
-                    }
-                }
-            });
+                })
+            }));
+            // Consensus ending for any reason but a requested stop is fatal.
+            if outcome.is_err() {
+                node.set_fatal("consensus panicked".to_owned());
+            }
         })?;
     Ok(thread)
 }

@@ -533,7 +533,12 @@ impl Node {
         Ok(Some(chain))
     }
 
-    fn build_block(&self, parent: Hash, timestamp_ms: u64) -> Result<Build, Error> {
+    fn build_block(
+        &self,
+        parent: Hash,
+        timestamp_ms: u64,
+        speculate: bool,
+    ) -> Result<Build, Error> {
         let head = self.head();
         // Headers commit to the parent's post-state. When consensus builds on a
         // block not executed yet (finalized or only notarized), execute the
@@ -541,6 +546,9 @@ impl Node {
         let Some(ancestors) = self.unexecuted_chain(&head, parent)? else {
             return Ok(Build::Failed);
         };
+        if !ancestors.is_empty() && !speculate {
+            return Ok(Build::Wait);
+        }
         let snapshot = self.store.snapshot()?;
         let mut overlay = Overlay::new(&snapshot);
         let mut state_root = head.state_root;
@@ -741,11 +749,11 @@ impl App for Arc<Node> {
         }
     }
 
-    fn build(&self, parent: Digest, timestamp_ms: u64) -> Build {
+    fn build(&self, parent: Digest, timestamp_ms: u64, speculate: bool) -> Build {
         if self.stopping() {
             return Build::Failed;
         }
-        match self.build_block(hash_of(&parent), timestamp_ms) {
+        match self.build_block(hash_of(&parent), timestamp_ms, speculate) {
             Ok(build) => build,
             Err(err) => {
                 self.set_fatal(err.to_string());

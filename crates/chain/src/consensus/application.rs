@@ -23,6 +23,8 @@ use super::{App, Build, Config};
 
 /// How often a pending verification or an idle proposer looks again.
 const POLL: Duration = Duration::from_millis(5);
+/// How long a proposer waits for its parent's execution before speculating.
+const PATIENCE: Duration = Duration::from_millis(500);
 
 /// Simplex's automaton, relay and reporter, backed by the node's [`App`].
 pub(crate) struct Application<E, A> {
@@ -98,12 +100,29 @@ where
             // A block never goes back in time, even if the local clock does.
             let timestamp = now_ms(&*clock).max(parent_ms.saturating_add(1));
 
-            match app.build(parent, timestamp) {
-                Build::Built(digest) => {
-                    debug!(target: "agora::chain", ?digest, "proposed block");
-                    let _ = sender.send(digest);
+            // The parent is usually executed within milliseconds of its
+            // finalization; waiting for that avoids executing it twice.
+            // Speculation covers a parent that is not finalized (yet).
+            let mut waited = Duration::ZERO;
+            loop {
+                if sender.is_closed() {
+                    return;
                 }
-                Build::Failed => warn!(target: "agora::chain", ?parent, "cannot build on parent"),
+                match app.build(parent, timestamp, waited >= PATIENCE) {
+                    Build::Built(digest) => {
+                        debug!(target: "agora::chain", ?digest, "proposed block");
+                        let _ = sender.send(digest);
+                        return;
+                    }
+                    Build::Wait => {
+                        clock.sleep(POLL).await;
+                        waited += POLL;
+                    }
+                    Build::Failed => {
+                        warn!(target: "agora::chain", ?parent, "cannot build on parent");
+                        return;
+                    }
+                }
             }
         });
         receiver

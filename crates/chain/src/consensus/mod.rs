@@ -48,7 +48,11 @@ pub(crate) trait App: Clone + Send + Sync + 'static {
     fn timestamp(&self, digest: &Digest) -> Option<u64>;
 
     /// Builds a block on `parent`, stores it durably and returns its digest.
-    fn build(&self, parent: Digest, timestamp_ms: u64) -> Build;
+    ///
+    /// With `speculate` false, the node may answer [`Build::Wait`] while the
+    /// parent is still being executed; with `speculate` true it must build,
+    /// executing unexecuted ancestors speculatively if needed.
+    fn build(&self, parent: Digest, timestamp_ms: u64, speculate: bool) -> Build;
 
     /// Checks a block proposed by another validator.
     ///
@@ -64,6 +68,8 @@ pub(crate) trait App: Clone + Send + Sync + 'static {
 pub(crate) enum Build {
     /// The block is stored; propose this digest.
     Built(Digest),
+    /// The parent is being executed; ask again shortly.
+    Wait,
     /// No block can be built on this parent.
     Failed,
 }
