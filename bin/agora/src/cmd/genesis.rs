@@ -58,7 +58,7 @@ pub fn getrandom(out: &mut [u8]) -> anyhow::Result<()> {
         .context("reading /dev/urandom")
 }
 
-fn init(args: InitArgs) -> anyhow::Result<()> {
+pub fn init(args: InitArgs) -> anyhow::Result<()> {
     let data_dir = args.data.path();
     std::fs::create_dir_all(&data_dir)?;
     let genesis_path = data_dir.join("genesis.json");
