@@ -93,11 +93,24 @@ async fn node_killed_at_random_moments_loses_no_committed_transaction() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("node");
     let init = agora()
-        .args(["genesis", "init", "--accounts", "2", "--chain-id", "agora-crash", "--json", "--data-dir"])
+        .args([
+            "genesis",
+            "init",
+            "--accounts",
+            "2",
+            "--chain-id",
+            "agora-crash",
+            "--json",
+            "--data-dir",
+        ])
         .arg(&data_dir)
         .output()
         .expect("genesis init");
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let sender = agora_rpc::keyfile::load(&data_dir.join("keys/dev-0.key")).expect("dev key");
     let receiver = agora_rpc::keyfile::load(&data_dir.join("keys/dev-1.key")).expect("dev key");
     let chain_id = ChainId::new("agora-crash").expect("chain id");

@@ -7,33 +7,33 @@ use anyhow::Context as _;
 
 /// `agora genesis` subcommands.
 #[derive(clap::Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Write a dev genesis, a validator key and funded dev account keys.
     Init(InitArgs),
 }
 
 /// Flags of `agora genesis init`.
 #[derive(clap::Args, Debug)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Data directory to write into.
     #[command(flatten)]
-    pub data: super::DataDirArgs,
+    pub(crate) data: super::DataDirArgs,
     /// Chain id.
     #[arg(long, default_value = "agora-devnet")]
-    pub chain_id: String,
+    pub(crate) chain_id: String,
     /// Number of funded dev accounts (keys in `<data-dir>/keys/dev-N.key`).
     #[arg(long, default_value_t = 3)]
-    pub accounts: usize,
+    pub(crate) accounts: usize,
     /// Replace an existing genesis file.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Print JSON instead of text.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// Runs a `genesis` subcommand.
-pub fn run(command: Command) -> anyhow::Result<()> {
+pub(crate) fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Init(args) => init(args),
     }
@@ -51,19 +51,22 @@ fn load_or_create(path: &std::path::Path) -> anyhow::Result<Keypair> {
 }
 
 /// Fills `out` from the operating system's RNG.
-pub fn getrandom(out: &mut [u8]) -> anyhow::Result<()> {
+pub(crate) fn getrandom(out: &mut [u8]) -> anyhow::Result<()> {
     use std::io::Read as _;
     std::fs::File::open("/dev/urandom")
         .and_then(|mut file| file.read_exact(out))
         .context("reading /dev/urandom")
 }
 
-pub fn init(args: InitArgs) -> anyhow::Result<()> {
+pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
     let data_dir = args.data.path();
     std::fs::create_dir_all(&data_dir)?;
     let genesis_path = data_dir.join("genesis.json");
     if genesis_path.exists() && !args.force {
-        anyhow::bail!("{} exists (use --force to replace it)", genesis_path.display());
+        anyhow::bail!(
+            "{} exists (use --force to replace it)",
+            genesis_path.display()
+        );
     }
     let chain_id = ChainId::new(&args.chain_id)?;
     let validator = load_or_create(&data_dir.join("validator.key"))?;

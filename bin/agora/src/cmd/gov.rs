@@ -1,15 +1,13 @@
 //! `agora gov`: governance proposals and votes.
 
-use agora_types::{
-    governance::ProposalKind, BoundedString, Cid, ModelInfo, TxBody, Vote,
-};
+use agora_types::{governance::ProposalKind, BoundedString, Cid, ModelInfo, TxBody, Vote};
 use anyhow::Context as _;
 
 use super::wallet::Common;
 
 /// `agora gov`.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     common: Common,
     #[command(subcommand)]
@@ -18,7 +16,7 @@ pub struct Args {
 
 /// `agora gov` subcommands.
 #[derive(clap::Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Submit a proposal with a deposit.
     Propose {
         /// Deposit in AGR (defaults to the chain's `proposal_deposit`).
@@ -41,7 +39,7 @@ pub enum Command {
 
 /// Kinds of proposal.
 #[derive(clap::Subcommand, Debug)]
-pub enum Proposal {
+pub(crate) enum Proposal {
     /// A text-only resolution.
     Text {
         /// The text.
@@ -90,12 +88,15 @@ fn label<const MAX: usize>(text: &str) -> anyhow::Result<BoundedString<MAX>> {
 }
 
 fn cid(text: &str) -> anyhow::Result<Cid> {
-    text.parse().map_err(|err| anyhow::anyhow!("cid {text}: {err}"))
+    text.parse()
+        .map_err(|err| anyhow::anyhow!("cid {text}: {err}"))
 }
 
 fn kind(proposal: Proposal) -> anyhow::Result<ProposalKind> {
     Ok(match proposal {
-        Proposal::Text { text } => ProposalKind::Text { text: label(&text)? },
+        Proposal::Text { text } => ProposalKind::Text {
+            text: label(&text)?,
+        },
         Proposal::SetParam { name, value } => ProposalKind::SetParam {
             name: label(&name)?,
             value,
@@ -124,14 +125,17 @@ fn kind(proposal: Proposal) -> anyhow::Result<ProposalKind> {
 }
 
 /// Runs a governance command.
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(execute(args.common, args.command))
 }
 
 async fn execute(common: Common, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Propose { deposit, kind: proposal } => {
+        Command::Propose {
+            deposit,
+            kind: proposal,
+        } => {
             let deposit = match deposit {
                 Some(text) => agora_types::amount::parse_agr(&text)
                     .with_context(|| format!("deposit {text}"))?,
@@ -157,7 +161,13 @@ async fn execute(common: Common, command: Command) -> anyhow::Result<()> {
                 other => anyhow::bail!("vote must be yes, no or abstain, not {other}"),
             };
             common
-                .send("vote", TxBody::VoteProposal { proposal_id: id, vote })
+                .send(
+                    "vote",
+                    TxBody::VoteProposal {
+                        proposal_id: id,
+                        vote,
+                    },
+                )
                 .await
         }
         Command::List => {

@@ -7,31 +7,36 @@ use agora_types::{amount, AccountId, Hash, Keypair, TxBody};
 use anyhow::Context as _;
 
 /// How long a command waits for its transaction to be committed.
-pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Flags shared by wallet and governance commands.
 #[derive(clap::Args, Debug)]
-pub struct Common {
-    /// Data directory holding the key file.
-    #[command(flatten)]
-    pub data: super::DataDirArgs,
+pub(crate) struct Common {
+    /// Data directory holding the key file (default `~/.agora`).
+    #[arg(long, env = "AGORA_DATA_DIR", global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
     /// Key file; defaults to `<data-dir>/wallet.key`.
     #[arg(long, env = "AGORA_KEY", global = true)]
-    pub key: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
     /// Node RPC URL.
-    #[arg(long, env = "AGORA_NODE", default_value = "http://127.0.0.1:26657", global = true)]
-    pub node: String,
+    #[arg(
+        long,
+        env = "AGORA_NODE",
+        default_value = "http://127.0.0.1:26657",
+        global = true
+    )]
+    pub(crate) node: String,
     /// Fee in AGR (defaults to the chain's minimum fee).
     #[arg(long, global = true)]
-    pub fee: Option<String>,
+    pub(crate) fee: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// `agora wallet`.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     common: Common,
     #[command(subcommand)]
@@ -40,7 +45,7 @@ pub struct Args {
 
 /// `agora wallet` subcommands.
 #[derive(clap::Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create a new key file (mode 0600).
     New,
     /// Print the key file's address.
@@ -86,27 +91,32 @@ pub enum Command {
 
 impl Common {
     /// The key file path.
-    pub fn key_path(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn key_path(&self) -> anyhow::Result<PathBuf> {
         match &self.key {
             Some(path) => Ok(path.clone()),
-            None => Ok(self.data.path().join("wallet.key")),
+            None => {
+                let data = super::DataDirArgs {
+                    data_dir: self.data_dir.clone(),
+                };
+                Ok(data.path().join("wallet.key"))
+            }
         }
     }
 
     /// The keypair in the key file.
-    pub fn keypair(&self) -> anyhow::Result<Keypair> {
+    pub(crate) fn keypair(&self) -> anyhow::Result<Keypair> {
         let path = self.key_path()?;
         agora_rpc::keyfile::load(&path)
             .with_context(|| format!("no usable key (create one with `agora wallet new`)"))
     }
 
     /// A client for the node.
-    pub fn client(&self) -> anyhow::Result<Client> {
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
         Ok(Client::new(&self.node)?)
     }
 
     /// The fee flag in base units.
-    pub fn fee(&self) -> anyhow::Result<Option<u128>> {
+    pub(crate) fn fee(&self) -> anyhow::Result<Option<u128>> {
         self.fee
             .as_deref()
             .map(|fee| amount::parse_agr(fee).with_context(|| format!("fee {fee}")))
@@ -114,7 +124,7 @@ impl Common {
     }
 
     /// Signs, submits and waits for `body`, then prints the outcome.
-    pub async fn send(&self, what: &str, body: TxBody) -> anyhow::Result<()> {
+    pub(crate) async fn send(&self, what: &str, body: TxBody) -> anyhow::Result<()> {
         let keypair = self.keypair()?;
         let status = self
             .client()?
@@ -125,7 +135,7 @@ impl Common {
 }
 
 /// Prints a committed transaction's status; a failed body is an error.
-pub fn print_status(json: bool, what: &str, status: &wire::TxStatus) -> anyhow::Result<()> {
+pub(crate) fn print_status(json: bool, what: &str, status: &wire::TxStatus) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(status)?);
     } else if status.success == Some(true) {
@@ -154,7 +164,7 @@ fn account(text: &str) -> anyhow::Result<AccountId> {
 }
 
 /// Runs a wallet command.
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(execute(args.common, args.command))
 }
@@ -182,7 +192,10 @@ async fn execute(common: Common, command: Command) -> anyhow::Result<()> {
         Command::Address => {
             let keypair = common.keypair()?;
             if common.json {
-                println!("{}", serde_json::json!({"address": keypair.account_id().to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"address": keypair.account_id().to_string()})
+                );
             } else {
                 println!("{}", keypair.account_id());
             }
@@ -214,10 +227,24 @@ async fn execute(common: Common, command: Command) -> anyhow::Result<()> {
             common.send("transfer", body).await
         }
         Command::Bond { amount } => {
-            common.send("bond", TxBody::Bond { amount: agr(&amount)? }).await
+            common
+                .send(
+                    "bond",
+                    TxBody::Bond {
+                        amount: agr(&amount)?,
+                    },
+                )
+                .await
         }
         Command::Unbond { amount } => {
-            common.send("unbond", TxBody::Unbond { amount: agr(&amount)? }).await
+            common
+                .send(
+                    "unbond",
+                    TxBody::Unbond {
+                        amount: agr(&amount)?,
+                    },
+                )
+                .await
         }
         Command::OpenChannel {
             payee,
@@ -235,7 +262,9 @@ async fn execute(common: Common, command: Command) -> anyhow::Result<()> {
         Command::CloseChannel { channel_id } => {
             let channel_id = Hash::from_hex(&channel_id)
                 .with_context(|| format!("channel id {channel_id} is not 64 hex characters"))?;
-            common.send("close-channel", TxBody::CloseChannel { channel_id }).await
+            common
+                .send("close-channel", TxBody::CloseChannel { channel_id })
+                .await
         }
     }
 }
