@@ -30,7 +30,7 @@ if [ ! -x "$bench_dir/bin/llama-server" ]; then
 fi
 export LD_LIBRARY_PATH="$bench_dir/bin:${LD_LIBRARY_PATH:-}"
 
-cargo build --release --locked -p agora
+cargo test --release --locked --workspace --no-run
 agora="$target/release/agora"
 data="${AGORA_TEST_DATA:-$HOME/.cache/agora-test}"
 model="$("$agora" model fetch-default --data-dir "$data" | awk '{print $2}')"
@@ -41,7 +41,7 @@ pp="$(echo "$lb" | python3 -c 'import json,sys; r=json.load(sys.stdin); print([x
 tg="$(echo "$lb" | python3 -c 'import json,sys; r=json.load(sys.stdin); print([x["avg_ts"] for x in r if x["n_gen"]>0][0])')"
 
 echo "== engine in-process" >&2
-eng="$(AGORA_BENCH_THREADS="$threads" cargo bench --locked -q -p agora-engine --bench engine 2>/dev/null | tail -1)"
+eng="$(AGORA_BENCH_THREADS="$threads" "$target/release/examples/engine_bench" | tail -1)"
 
 port=18431
 echo "== agora provider over HTTP" >&2

@@ -2,6 +2,9 @@
 //!
 //! No business logic lives here; every subcommand hands over to a library crate.
 
+// A binary exports nothing: `pub` inside it only means "shared between its modules".
+#![allow(unreachable_pub)]
+
 mod cmd;
 
 use std::process::ExitCode;

@@ -1,7 +1,9 @@
 //! In-process engine benchmark on the default model: decode and prefill tok/s for one stream,
 //! and the verification cost, `score()` over a 256-token answer versus generating it.
 //!
-//! Run: `cargo bench -p agora-engine --bench engine` (set `AGORA_BENCH_THREADS`, default 2).
+//! An example rather than a `cargo bench` target so that it is built by the same cargo
+//! invocation as the tests (`cargo test --release --workspace`), with no second llama.cpp build.
+//! Run: `$CARGO_TARGET_DIR/release/examples/engine_bench` (`AGORA_BENCH_THREADS`, default 2).
 //! Prints one JSON object; `bench/provider.sh` compares it with llama.cpp's own tools.
 
 use std::time::Instant;

@@ -8,7 +8,7 @@ use agora_engine::{
 use futures::{executor::block_on, StreamExt};
 
 /// The default model's path, fetched and verified once per test process.
-pub fn model_path() -> PathBuf {
+pub(crate) fn model_path() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let root = std::env::var_os("AGORA_TEST_DATA")
@@ -25,7 +25,7 @@ pub fn model_path() -> PathBuf {
 }
 
 /// An engine over the default model with `slots` sequences and `threads` threads.
-pub fn engine(slots: u32, threads: u32) -> Engine {
+pub(crate) fn engine(slots: u32, threads: u32) -> Engine {
     let mut config = EngineConfig::for_model(model_path());
     config.max_sequences = slots;
     config.threads = threads;
@@ -34,20 +34,20 @@ pub fn engine(slots: u32, threads: u32) -> Engine {
 }
 
 /// The shared 8-slot, 2-thread engine most tests use.
-pub fn shared() -> &'static Engine {
+pub(crate) fn shared() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| engine(8, 2))
 }
 
 /// A prompt from a single user message.
-pub fn prompt(engine: &Engine, text: &str) -> Vec<u32> {
+pub(crate) fn prompt(engine: &Engine, text: &str) -> Vec<u32> {
     engine
         .tokenize_chat(&[ChatMessage::new("user", text)])
         .expect("tokenize")
 }
 
 /// A request for `prompt` under `sampling`, at most `max_tokens` tokens.
-pub fn request(prompt: Vec<u32>, sampling: SamplingParams, max_tokens: u32) -> GenerateRequest {
+pub(crate) fn request(prompt: Vec<u32>, sampling: SamplingParams, max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
         prompt,
         sampling,
@@ -59,21 +59,21 @@ pub fn request(prompt: Vec<u32>, sampling: SamplingParams, max_tokens: u32) -> G
 
 /// What a finished generation produced.
 #[derive(Debug, Clone)]
-pub struct Output {
-    pub ids: Vec<u32>,
-    pub text: String,
+pub(crate) struct Output {
+    pub(crate) ids: Vec<u32>,
+    pub(crate) text: String,
     /// (chosen token's logit, best logit) at every position.
-    pub logits: Vec<(f32, f32)>,
-    pub finish: Finish,
+    pub(crate) logits: Vec<(f32, f32)>,
+    pub(crate) finish: Finish,
 }
 
 /// Drains a generation to its end.
-pub fn collect(generation: agora_engine::Generation) -> Output {
+pub(crate) fn collect(generation: agora_engine::Generation) -> Output {
     block_on(collect_async(generation))
 }
 
 /// Drains a generation to its end, asynchronously.
-pub async fn collect_async(mut generation: agora_engine::Generation) -> Output {
+pub(crate) async fn collect_async(mut generation: agora_engine::Generation) -> Output {
     let mut ids = Vec::new();
     let mut text = String::new();
     let mut logits = Vec::new();
@@ -105,6 +105,6 @@ pub async fn collect_async(mut generation: agora_engine::Generation) -> Output {
 }
 
 /// Runs one request to its end.
-pub fn run(engine: &Engine, request: GenerateRequest) -> Output {
+pub(crate) fn run(engine: &Engine, request: GenerateRequest) -> Output {
     collect(engine.generate(request).expect("queue the request"))
 }
