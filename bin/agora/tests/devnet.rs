@@ -17,12 +17,20 @@ fn free_port() -> u16 {
 fn seed_model(data: &std::path::Path) {
     let cache = std::env::var_os("AGORA_TEST_DATA")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| home::home_dir().unwrap_or_default().join(".cache/agora-test"));
+        .unwrap_or_else(|| {
+            home::home_dir()
+                .unwrap_or_default()
+                .join(".cache/agora-test")
+        });
     let store = agora_store::BlobStore::open(cache.join("blobs")).expect("open test store");
     let path = agora_store::default_model::ensure(&store, &mut |_, _| {}).expect("default model");
     let blobs = agora_store::BlobStore::open(data.join("blobs")).expect("open devnet store");
     blobs
-        .import_file(&path, Some(agora_store::default_model::cid()), &mut |_, _| {})
+        .import_file(
+            &path,
+            Some(agora_store::default_model::cid()),
+            &mut |_, _| {},
+        )
         .expect("copy the model");
 }
 
@@ -46,8 +54,14 @@ async fn devnet_serves_chat_and_produces_blocks_then_stops_on_sigterm() {
     let api = format!("http://127.0.0.1:{api_port}");
     let started = Instant::now();
     while http.get(format!("{api}/health")).send().await.is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "devnet exited during start-up");
-        assert!(started.elapsed() < Duration::from_secs(120), "devnet did not come up");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "devnet exited during start-up"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "devnet did not come up"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let res = http
@@ -63,7 +77,10 @@ async fn devnet_serves_chat_and_produces_blocks_then_stops_on_sigterm() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
-    assert!(body["choices"][0]["message"]["content"].is_string(), "{body}");
+    assert!(
+        body["choices"][0]["message"]["content"].is_string(),
+        "{body}"
+    );
 
     let rpc = Client::new(&format!("http://127.0.0.1:{rpc_port}")).unwrap();
     let first = rpc.head().await.expect("node answers").height;
@@ -73,11 +90,18 @@ async fn devnet_serves_chat_and_produces_blocks_then_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let model = rpc.model(&agora_store::default_model::cid()).await.unwrap();
-    assert!(model.is_some(), "the default model is registered at genesis");
+    assert!(
+        model.is_some(),
+        "the default model is registered at genesis"
+    );
 
     // SIGTERM stops both roles cleanly.
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

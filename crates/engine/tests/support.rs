@@ -47,7 +47,11 @@ pub(crate) fn prompt(engine: &Engine, text: &str) -> Vec<u32> {
 }
 
 /// A request for `prompt` under `sampling`, at most `max_tokens` tokens.
-pub(crate) fn request(prompt: Vec<u32>, sampling: SamplingParams, max_tokens: u32) -> GenerateRequest {
+pub(crate) fn request(
+    prompt: Vec<u32>,
+    sampling: SamplingParams,
+    max_tokens: u32,
+) -> GenerateRequest {
     GenerateRequest {
         prompt,
         sampling,
