@@ -9,9 +9,9 @@ use agora_api::{
 use agora_engine::{sampling, ChatMessage, Event, FinishReason, GenerateRequest, SamplingParams};
 use agora_types::Hash;
 use axum::{
-    body::Bytes,
-    extract::{rejection::BytesRejection, State},
-    http::{HeaderValue, StatusCode},
+    body::{Body, Bytes},
+    extract::State,
+    http::HeaderValue,
     response::{sse, IntoResponse, Response, Sse},
     Json,
 };
@@ -21,14 +21,15 @@ use crate::{ApiError, Provider, ServedModel};
 
 /// Most stop strings a request may give.
 const MAX_STOP_STRINGS: usize = 16;
+/// Bytes of an oversized body read and dropped before answering 413; past this the connection
+/// is closed.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 /// Most alternatives per position in `top_logprobs`.
 const MAX_TOP_LOGPROBS: i64 = 20;
 
 /// The handler: every outcome, good or bad, is counted by status.
-pub(crate) async fn completions(
-    State(provider): State<Arc<Provider>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+pub(crate) async fn completions(State(provider): State<Arc<Provider>>, body: Body) -> Response {
+    let body = read_body(body, provider.max_body_bytes).await;
     let response = match handle(&provider, body).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
@@ -45,20 +46,38 @@ struct Prepared {
     include_usage: bool,
 }
 
+/// Reads a request body of at most `limit` bytes.
+///
+/// A larger body is still read to its end (and dropped), up to [`DRAIN_LIMIT`], so that the
+/// client finishes sending and then reads our 413; stopping at once would leave it writing
+/// into a closed connection, and it would see a broken pipe instead of the error.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut buffer = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = stream.next().await {
+        let chunk = frame
+            .map_err(|err| ApiError::bad(format!("cannot read the request body: {err}"), None))?;
+        total = total.saturating_add(chunk.len());
+        if total > DRAIN_LIMIT {
+            break;
+        }
+        if total <= limit {
+            buffer.extend_from_slice(&chunk);
+        }
+    }
+    if total > limit {
+        return Err(ApiError::TooLarge { limit });
+    }
+    Ok(Bytes::from(buffer))
+}
+
 async fn handle(
     provider: &Arc<Provider>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, ApiError>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge {
-                limit: provider.max_body_bytes,
-            }
-        } else {
-            ApiError::bad(rejection.body_text(), None)
-        }
-    })?;
+    let body = body?;
     let request: ChatCompletionRequest = serde_json::from_slice(&body)
         .map_err(|err| ApiError::bad(format!("invalid request body: {err}"), None))?;
     let prepared = prepare(provider, request, &body).await?;

@@ -114,7 +114,6 @@ impl Provider {
 
     /// The HTTP routes.
     pub fn router(self: Arc<Self>) -> Router {
-        let limit = self.max_body_bytes;
         let timeout = self.request_timeout;
         Router::new()
             .route("/v1/models", get(list_models))
@@ -122,8 +121,8 @@ impl Provider {
             .route("/health", get(health))
             .route("/metrics", get(metrics_text))
             .fallback(not_found)
-            // Our own limit check answers in OpenAI's shape; axum's default would cut in first.
-            .layer(DefaultBodyLimit::max(limit))
+            // `chat::read_body` enforces the limit itself so that the answer is OpenAI-shaped.
+            .layer(DefaultBodyLimit::disable())
             .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                 axum::http::StatusCode::REQUEST_TIMEOUT,
                 timeout,
