@@ -31,7 +31,7 @@ fn main() {
     let long_prompt = engine
         .tokenize_chat(&[ChatMessage::new(
             "user",
-            &"The quick brown fox jumps over the lazy dog. ".repeat(50),
+            "The quick brown fox jumps over the lazy dog. ".repeat(50),
         )])
         .expect("tokenize");
     let _ = generate(&engine, &long_prompt[..64], 4); // warm-up

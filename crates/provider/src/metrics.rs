@@ -12,6 +12,13 @@ use std::{
 
 use crate::ServedModel;
 
+/// An engine-side metric: name, Prometheus type, and how to read it from a snapshot.
+type EngineMetric = (
+    &'static str,
+    &'static str,
+    fn(&agora_engine::StatsSnapshot) -> u64,
+);
+
 /// Counters kept by the HTTP layer; the engines keep their own.
 #[derive(Default)]
 pub(crate) struct Metrics {
@@ -83,7 +90,7 @@ impl Metrics {
         };
         let _ = writeln!(out, "# TYPE agora_provider_decode_tokens_per_second gauge");
         let _ = writeln!(out, "agora_provider_decode_tokens_per_second {rate}");
-        let gauges: [(&str, &str, fn(&agora_engine::StatsSnapshot) -> u64); 5] = [
+        let gauges: [EngineMetric; 5] = [
             ("queue_depth", "gauge", |s| s.queued),
             ("batch_sequences", "gauge", |s| s.active),
             ("batch_tokens", "gauge", |s| s.last_batch_tokens),

@@ -107,7 +107,7 @@ impl Common {
     pub(crate) fn keypair(&self) -> anyhow::Result<Keypair> {
         let path = self.key_path()?;
         agora_rpc::keyfile::load(&path)
-            .with_context(|| format!("no usable key (create one with `agora wallet new`)"))
+            .context("no usable key (create one with `agora wallet new`)")
     }
 
     /// A client for the node.
