@@ -389,15 +389,20 @@ fn token_logprob(logits: &[f32], token: u32, top: usize) -> TokenLogprob {
     let logprobs = sampling::log_softmax(logits);
     TokenLogprob {
         logprob: logprobs[token as usize],
-        top: sampling::top_n(logits, top)
-            .into_iter()
-            .map(|t| TopToken {
-                token: t,
-                logit: logits[t as usize],
-                logprob: logprobs[t as usize],
-            })
-            .collect(),
+        top: top_tokens(logits, &logprobs, top),
     }
+}
+
+/// The `n` highest-logit tokens with their logits and log-probabilities.
+fn top_tokens(logits: &[f32], logprobs: &[f32], n: usize) -> Vec<TopToken> {
+    sampling::top_n(logits, n)
+        .into_iter()
+        .map(|t| TopToken {
+            token: t,
+            logit: logits[t as usize],
+            logprob: logprobs[t as usize],
+        })
+        .collect()
 }
 
 fn score_position(logits: &[f32], token: u32, top_k: usize) -> PositionScore {
@@ -414,14 +419,7 @@ fn score_position(logits: &[f32], token: u32, top_k: usize) -> PositionScore {
         logprob: logprobs[token as usize],
         max_logit,
         entropy: entropy as f32,
-        top: sampling::top_n(logits, top_k)
-            .into_iter()
-            .map(|t| TopToken {
-                token: t,
-                logit: logits[t as usize],
-                logprob: logprobs[t as usize],
-            })
-            .collect(),
+        top: top_tokens(logits, &logprobs, top_k),
     }
 }
 
