@@ -23,44 +23,21 @@ const OTHERS: [&str; 7] = [
 
 /// Runs `target` at `slot` among the seven other prompts, all submitted at once.
 fn among_others(engine: &Engine, target: &[u32], slot: usize, max_tokens: u32) -> Vec<u32> {
-    let mut generations = Vec::new();
-    let mut target_idx = 0;
-    for (i, other) in OTHERS.iter().enumerate() {
-        if i == slot {
-            target_idx = generations.len();
-            generations.push(
-                engine
-                    .generate(request(
-                        target.to_vec(),
-                        SamplingParams::greedy(),
-                        max_tokens,
-                    ))
-                    .unwrap(),
-            );
-        }
-        let p = prompt(engine, other);
-        generations.push(
+    let mut prompts: Vec<Vec<u32>> = OTHERS.iter().map(|other| prompt(engine, other)).collect();
+    // `slot == OTHERS.len()` puts the target last.
+    prompts.insert(slot, target.to_vec());
+    let generations: Vec<_> = prompts
+        .into_iter()
+        .map(|p| {
             engine
                 .generate(request(p, SamplingParams::greedy(), max_tokens))
-                .unwrap(),
-        );
-    }
-    if slot >= OTHERS.len() {
-        target_idx = generations.len();
-        generations.push(
-            engine
-                .generate(request(
-                    target.to_vec(),
-                    SamplingParams::greedy(),
-                    max_tokens,
-                ))
-                .unwrap(),
-        );
-    }
+                .unwrap()
+        })
+        .collect();
     let outputs = block_on(futures::future::join_all(
         generations.into_iter().map(collect_async),
     ));
-    outputs[target_idx].ids.clone()
+    outputs[slot].ids.clone()
 }
 
 #[test]
