@@ -1,8 +1,10 @@
 //! Unidirectional payment channels, payer to payee.
 //!
 //! The payer escrows a deposit.
-//! The payee redeems the payer's latest voucher and is paid the increase of its cumulative
-//! amount over what was already redeemed.
+//! A voucher authorizes payment up to its cumulative amount. The payee redeems the payer's
+//! latest voucher with a claim (a cumulative total, at most the voucher's) and is paid the
+//! increase of the claim over what was already redeemed; what it does not claim stays in
+//! escrow for the payer.
 //! The payer closes after expiry and gets the rest back; the payee may close at any time,
 //! returning the rest to the payer.
 
@@ -96,11 +98,15 @@ pub(crate) fn top_up(
     Ok(())
 }
 
-/// `TxBody::RedeemChannel`: only the payee redeems, and only a newer, valid voucher pays.
+/// `TxBody::RedeemChannel`: only the payee redeems, and only a valid voucher covering a claim
+/// above what was already redeemed pays.
+///
+/// `claim` is the cumulative total the payee claims; it is paid `claim - redeemed`.
 pub(crate) fn redeem(
     ctx: &mut Ctx<'_>,
     who: &AccountId,
     signed: &SignedVoucher,
+    claim: Amount,
 ) -> Result<(), Fail> {
     let voucher = &signed.voucher;
     let mut channel = load(ctx, &voucher.channel_id)?;
@@ -116,29 +122,36 @@ pub(crate) fn redeem(
     if signed.verify().is_err() {
         return Err(TxError::VoucherBadSignature.into());
     }
-    if voucher.cumulative <= channel.redeemed {
+    if claim <= channel.redeemed {
         return Err(TxError::StaleVoucher {
             redeemed: channel.redeemed,
+            cumulative: claim,
+        }
+        .into());
+    }
+    if claim > voucher.cumulative {
+        return Err(TxError::ClaimExceedsVoucher {
+            claim,
             cumulative: voucher.cumulative,
         }
         .into());
     }
-    if voucher.cumulative > channel.deposit {
+    if claim > channel.deposit {
         return Err(TxError::VoucherExceedsDeposit {
             deposit: channel.deposit,
-            cumulative: voucher.cumulative,
+            cumulative: claim,
         }
         .into());
     }
-    let increase = voucher.cumulative - channel.redeemed;
-    channel.redeemed = voucher.cumulative;
+    let increase = claim - channel.redeemed;
+    channel.redeemed = claim;
     write(ctx.store, &keys::channel(&channel.id), &channel)?;
     bank::release(ctx.store, &channel.payee, increase)?;
     ctx.events.push(Event::ChannelRedeemed {
         channel_id: channel.id,
         payee: channel.payee,
         amount: increase,
-        cumulative: voucher.cumulative,
+        cumulative: claim,
     });
     Ok(())
 }

@@ -205,19 +205,27 @@ pub enum TxError {
     /// The voucher's signature does not verify.
     #[error("voucher signature is invalid")]
     VoucherBadSignature,
-    /// The voucher's cumulative amount is not above what was already redeemed.
+    /// The claimed cumulative amount is not above what was already redeemed.
     #[error("stale voucher: cumulative {cumulative}, already redeemed {redeemed}")]
     StaleVoucher {
         /// Already redeemed.
         redeemed: Amount,
-        /// The voucher's cumulative amount.
+        /// The claimed cumulative amount.
         cumulative: Amount,
     },
-    /// The voucher's cumulative amount exceeds the channel's deposit.
+    /// The claimed cumulative amount exceeds the channel's deposit.
     #[error("voucher cumulative {cumulative} exceeds deposit {deposit}")]
     VoucherExceedsDeposit {
         /// The channel's deposit.
         deposit: Amount,
+        /// The claimed cumulative amount.
+        cumulative: Amount,
+    },
+    /// The claimed cumulative amount exceeds what the voucher authorizes.
+    #[error("claim {claim} exceeds the voucher's cumulative {cumulative}")]
+    ClaimExceedsVoucher {
+        /// The claimed cumulative amount.
+        claim: Amount,
         /// The voucher's cumulative amount.
         cumulative: Amount,
     },
@@ -289,6 +297,7 @@ impl TxError {
             TxError::VoucherBadSignature => 38,
             TxError::StaleVoucher { .. } => 39,
             TxError::VoucherExceedsDeposit { .. } => 40,
+            TxError::ClaimExceedsVoucher { .. } => 41,
             TxError::EpochInFuture { .. } => 50,
             TxError::AlreadyCommitted(_) => 51,
             TxError::DepositTooLow { .. } => 60,

@@ -89,7 +89,7 @@ pub enum Event {
         payee: AccountId,
         /// Amount paid now.
         amount: Amount,
-        /// Voucher's cumulative amount.
+        /// The payee's claim: the channel's redeemed total from now on.
         cumulative: Amount,
     },
     /// A channel closed.

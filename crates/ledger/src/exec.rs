@@ -511,7 +511,9 @@ fn dispatch(ctx: &mut Ctx<'_>, tx: &SignedTx) -> Result<(), Fail> {
             amount,
             expiry_height,
         } => channels::top_up(ctx, signer, channel_id, *amount, *expiry_height),
-        TxBody::RedeemChannel { voucher } => channels::redeem(ctx, signer, voucher),
+        TxBody::RedeemChannel { voucher, amount } => {
+            channels::redeem(ctx, signer, voucher, *amount)
+        }
         TxBody::CloseChannel { channel_id } => channels::close(ctx, signer, channel_id),
         TxBody::CommitReceipts {
             epoch,

@@ -107,10 +107,16 @@ pub enum TxBody {
         /// New expiry height; must not be earlier than the current one.
         expiry_height: u64,
     },
-    /// Pay the payee the increase of the voucher's cumulative amount.
+    /// Pay the payee the increase of its claim over what the channel already redeemed.
+    ///
+    /// A voucher authorizes payment *up to* its cumulative amount; the payee claims only what
+    /// it billed, and the unclaimed rest stays in escrow for the payer.
     RedeemChannel {
         /// The payer-signed voucher.
         voucher: SignedVoucher,
+        /// Cumulative total claimed: above what was redeemed, at most the voucher's cumulative
+        /// amount and the channel's deposit.
+        amount: Amount,
     },
     /// Close a channel: the payer after expiry, or the payee at any time.
     CloseChannel {

@@ -31,8 +31,15 @@ fn voucher(net: &Net, channel: Hash, cumulative: u128) -> SignedVoucher {
     .sign(&key("alice"))
 }
 
+/// Redeems `voucher`, claiming its whole cumulative amount.
 fn redeem(net: &mut Net, who: &str, voucher: SignedVoucher) -> Result<(), TxError> {
-    net.run(who, TxBody::RedeemChannel { voucher })
+    let amount = voucher.voucher.cumulative;
+    claim(net, who, voucher, amount)
+}
+
+/// Redeems `voucher`, claiming `amount` in total.
+fn claim(net: &mut Net, who: &str, voucher: SignedVoucher, amount: u128) -> Result<(), TxError> {
+    net.run(who, TxBody::RedeemChannel { voucher, amount })
 }
 
 fn redeem_at(net: &mut Net, channel: Hash, cumulative: u128) -> Result<(), TxError> {
@@ -42,11 +49,17 @@ fn redeem_at(net: &mut Net, channel: Hash, cumulative: u128) -> Result<(), TxErr
 
 /// Runs a redeem that must fail, and checks that only bob's fee and nonce changed.
 fn check_redeem_fails(net: &mut Net, voucher: SignedVoucher, expected: TxError) {
+    let amount = voucher.voucher.cumulative;
+    check_claim_fails(net, voucher, amount, expected);
+}
+
+/// Runs a claim that must fail, and checks that only bob's fee and nonce changed.
+fn check_claim_fails(net: &mut Net, voucher: SignedVoucher, amount: u128, expected: TxError) {
     let channel = voucher.voucher.channel_id;
     let before_channel = query::channel(&net.storage, &channel).unwrap();
     let before_bob = net.account("bob");
     let before_alice = net.account("alice");
-    assert_eq!(redeem(net, "bob", voucher), Err(expected));
+    assert_eq!(claim(net, "bob", voucher, amount), Err(expected));
     assert_eq!(
         query::channel(&net.storage, &channel).unwrap(),
         before_channel
@@ -87,6 +100,110 @@ fn redeem_pays_only_the_increase_of_the_latest_voucher() {
         25
     );
     net.audit();
+}
+
+fn redeemed(net: &Net, channel: Hash) -> u128 {
+    query::channel(&net.storage, &channel)
+        .unwrap()
+        .unwrap()
+        .redeemed
+}
+
+#[test]
+fn claim_below_the_voucher_pays_exactly_the_claim() {
+    let mut net = Net::new();
+    let channel = open(&mut net);
+    let bob = net.balance("bob");
+    let alice = net.balance("alice");
+    let quoted = voucher(&net, channel, 50);
+    claim(&mut net, "bob", quoted, 18).unwrap();
+    assert_eq!(net.balance("bob"), bob + 18 - FEE);
+    assert_eq!(redeemed(&net, channel), 18);
+    assert_eq!(query::supply(&net.storage).unwrap().escrowed, DEPOSIT - 18);
+    // The unclaimed rest goes back to the payer when the channel closes.
+    net.run(
+        "bob",
+        TxBody::CloseChannel {
+            channel_id: channel,
+        },
+    )
+    .unwrap();
+    assert_eq!(net.balance("alice"), alice + DEPOSIT - 18);
+    net.audit();
+}
+
+#[test]
+fn claim_above_the_voucher_fails_and_changes_nothing_but_the_fee() {
+    let mut net = Net::new();
+    let channel = open(&mut net);
+    let quoted = voucher(&net, channel, 50);
+    check_claim_fails(
+        &mut net,
+        quoted,
+        51,
+        TxError::ClaimExceedsVoucher {
+            claim: 51,
+            cumulative: 50,
+        },
+    );
+    assert_eq!(redeemed(&net, channel), 0);
+    assert_eq!(
+        TxError::ClaimExceedsVoucher {
+            claim: 51,
+            cumulative: 50
+        }
+        .code(),
+        41
+    );
+}
+
+#[test]
+fn later_claim_with_the_same_voucher_pays_the_difference() {
+    let mut net = Net::new();
+    let channel = open(&mut net);
+    let bob = net.balance("bob");
+    let quoted = voucher(&net, channel, 50);
+    claim(&mut net, "bob", quoted.clone(), 20).unwrap();
+    claim(&mut net, "bob", quoted.clone(), 50).unwrap();
+    assert_eq!(net.balance("bob"), bob + 50 - 2 * FEE);
+    assert_eq!(redeemed(&net, channel), 50);
+    // Claiming the same total again is stale.
+    check_claim_fails(
+        &mut net,
+        quoted,
+        50,
+        TxError::StaleVoucher {
+            redeemed: 50,
+            cumulative: 50,
+        },
+    );
+}
+
+#[test]
+fn claim_at_or_below_the_redeemed_total_is_stale() {
+    let mut net = Net::new();
+    let channel = open(&mut net);
+    let quoted = voucher(&net, channel, 50);
+    claim(&mut net, "bob", quoted.clone(), 30).unwrap();
+    let newer = voucher(&net, channel, 80);
+    check_claim_fails(
+        &mut net,
+        newer,
+        30,
+        TxError::StaleVoucher {
+            redeemed: 30,
+            cumulative: 30,
+        },
+    );
+    check_claim_fails(
+        &mut net,
+        quoted,
+        0,
+        TxError::StaleVoucher {
+            redeemed: 30,
+            cumulative: 0,
+        },
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use agora_types::{
     ProviderScore, Receipt, ReceiptTotals, SamplingParams, SignedTx, TxBody, Vote, Voucher,
 };
 
-const PINNED: &str = "5631389fb94b5af8a142bd930a9c75a72bd56a643e393ed1111f199bdd50a0a4";
+const PINNED: &str = "8158c114136c401946578ad2572e9054aaca3f26a72d3fa582807471ecd8a859";
 
 fn model() -> ModelInfo {
     ModelInfo {
@@ -92,6 +92,7 @@ fn sample(chain: &ChainId, payer: &Keypair, payee: AccountId) -> Vec<u8> {
         },
         TxBody::RedeemChannel {
             voucher: voucher.clone(),
+            amount: 40,
         },
         TxBody::CloseChannel {
             channel_id: Hash::of(b"channel"),
