@@ -207,6 +207,38 @@ impl Client {
         self.call(method::PROPOSALS, serde_json::Value::Null).await
     }
 
+    /// A payment channel, if open.
+    pub async fn channel(&self, id: &Hash) -> Result<Option<wire::Channel>, Error> {
+        let params = wire::ChannelParams { id: id.to_hex() };
+        self.call(method::CHANNEL, params).await
+    }
+
+    /// Open payment channels, by id; only those from `payer` and/or to `payee` when given.
+    pub async fn channels(
+        &self,
+        payer: Option<&AccountId>,
+        payee: Option<&AccountId>,
+    ) -> Result<Vec<wire::Channel>, Error> {
+        let params = wire::ChannelsParams {
+            payer: payer.map(AccountId::to_string),
+            payee: payee.map(AccountId::to_string),
+        };
+        self.call(method::CHANNELS, params).await
+    }
+
+    /// A provider's receipt commitment for `epoch`, if it committed one.
+    pub async fn receipt_commitment(
+        &self,
+        provider: &AccountId,
+        epoch: u64,
+    ) -> Result<Option<wire::ReceiptCommitment>, Error> {
+        let params = wire::ReceiptCommitmentParams {
+            provider: provider.to_string(),
+            epoch,
+        };
+        self.call(method::RECEIPT_COMMITMENT, params).await
+    }
+
     /// The block at `height`, or the latest when `None`.
     pub async fn block(&self, height: Option<u64>) -> Result<Option<wire::Block>, Error> {
         let params = wire::BlockParams { height, hash: None };

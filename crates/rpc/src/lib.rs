@@ -49,6 +49,14 @@ pub mod method {
     pub const PROPOSAL: &str = "proposal";
     /// All proposals: no params → [`crate::wire::Proposal`] list.
     pub const PROPOSALS: &str = "proposals";
+    /// A payment channel: [`crate::wire::ChannelParams`] → [`crate::wire::Channel`] or null.
+    pub const CHANNEL: &str = "channel";
+    /// Open payment channels, by id: [`crate::wire::ChannelsParams`] (or no params) →
+    /// [`crate::wire::Channel`] list.
+    pub const CHANNELS: &str = "channels";
+    /// A provider's receipt commitment for an epoch: [`crate::wire::ReceiptCommitmentParams`]
+    /// → [`crate::wire::ReceiptCommitment`] or null.
+    pub const RECEIPT_COMMITMENT: &str = "receipt_commitment";
     /// A block: [`crate::wire::BlockParams`] → [`crate::wire::Block`] or null.
     pub const BLOCK: &str = "block";
     /// The chain head: no params → [`crate::wire::Head`].

@@ -213,6 +213,71 @@ pub struct Proposal {
     pub abstain: String,
 }
 
+/// Params naming a channel (`channel`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelParams {
+    /// Hex channel id.
+    pub id: String,
+}
+
+/// Params of `channels`: every open channel, narrowed to a payer and/or a payee when given.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChannelsParams {
+    /// bech32m account id of the payer to match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
+    /// bech32m account id of the payee to match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee: Option<String>,
+}
+
+/// Result of `channel`, element of `channels`: an open payment channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    /// Channel id (hex).
+    pub id: String,
+    /// Payer account: deposits and signs vouchers.
+    pub payer: String,
+    /// Payee account: redeems vouchers.
+    pub payee: String,
+    /// Total deposited (base units).
+    pub deposit: String,
+    /// Total redeemed so far (base units); the escrow still held is `deposit - redeemed`.
+    pub redeemed: String,
+    /// Height from which the payer may close the channel.
+    pub expiry_height: u64,
+}
+
+/// Params of `receipt_commitment`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReceiptCommitmentParams {
+    /// bech32m account id of the provider.
+    pub provider: String,
+    /// Epoch (height / `epoch_blocks`).
+    pub epoch: u64,
+}
+
+/// Result of `receipt_commitment`: a provider's committed receipts for one epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptCommitment {
+    /// Provider account.
+    pub provider: String,
+    /// Epoch.
+    pub epoch: u64,
+    /// Merkle root of the epoch's receipt ids (hex).
+    pub root: String,
+    /// Requests served.
+    pub requests: u64,
+    /// Prompt tokens processed.
+    pub tokens_in: u64,
+    /// Completion tokens generated.
+    pub tokens_out: u64,
+    /// Amount charged (base units).
+    pub amount: String,
+    /// Height of the block that committed it.
+    pub height: u64,
+}
+
 /// Params of `block`: by height, by hash, or the latest when both are absent.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BlockParams {
@@ -432,6 +497,49 @@ impl Provider {
             hardware: info.hardware.as_str().to_owned(),
             stake: amount(stake),
             status: status.to_owned(),
+        }
+    }
+}
+
+impl Channel {
+    /// Converts a core channel's fields.
+    pub fn from_core(
+        id: &Hash,
+        payer: &agora_types::AccountId,
+        payee: &agora_types::AccountId,
+        deposit: Amount,
+        redeemed: Amount,
+        expiry_height: u64,
+    ) -> Self {
+        Channel {
+            id: hash(id),
+            payer: payer.to_string(),
+            payee: payee.to_string(),
+            deposit: amount(deposit),
+            redeemed: amount(redeemed),
+            expiry_height,
+        }
+    }
+}
+
+impl ReceiptCommitment {
+    /// Converts a core receipt commitment's fields.
+    pub fn from_core(
+        provider: &agora_types::AccountId,
+        epoch: u64,
+        root: &Hash,
+        totals: &agora_types::ReceiptTotals,
+        height: u64,
+    ) -> Self {
+        ReceiptCommitment {
+            provider: provider.to_string(),
+            epoch,
+            root: hash(root),
+            requests: totals.requests,
+            tokens_in: totals.tokens_in,
+            tokens_out: totals.tokens_out,
+            amount: amount(totals.amount),
+            height,
         }
     }
 }
