@@ -381,6 +381,44 @@ impl Node {
         Ok(proposals.iter().map(proposal_wire).collect())
     }
 
+    /// `channel`.
+    pub(crate) fn channel(&self, id: &str) -> Result<Option<wire::Channel>, RpcFailure> {
+        let id = Hash::from_hex(id).ok_or_else(|| RpcFailure::invalid_params("bad hash"))?;
+        let snapshot = self.snapshot()?;
+        let channel = agora_ledger::query::channel(&snapshot, &id).map_err(RpcFailure::internal)?;
+        Ok(channel.as_ref().map(channel_wire))
+    }
+
+    /// `channels`.
+    pub(crate) fn channels(
+        &self,
+        params: &wire::ChannelsParams,
+    ) -> Result<Vec<wire::Channel>, RpcFailure> {
+        let payer = params.payer.as_deref().map(parse_account).transpose()?;
+        let payee = params.payee.as_deref().map(parse_account).transpose()?;
+        let snapshot = self.snapshot()?;
+        let channels = agora_ledger::query::channels(&snapshot).map_err(RpcFailure::internal)?;
+        Ok(channels
+            .iter()
+            .filter(|channel| payer.is_none_or(|payer| channel.payer == payer))
+            .filter(|channel| payee.is_none_or(|payee| channel.payee == payee))
+            .map(channel_wire)
+            .collect())
+    }
+
+    /// `receipt_commitment`.
+    pub(crate) fn receipt_commitment(
+        &self,
+        provider: &str,
+        epoch: u64,
+    ) -> Result<Option<wire::ReceiptCommitment>, RpcFailure> {
+        let provider = parse_account(provider)?;
+        let snapshot = self.snapshot()?;
+        let commitment = agora_ledger::query::receipt_commitment(&snapshot, &provider, epoch)
+            .map_err(RpcFailure::internal)?;
+        Ok(commitment.as_ref().map(receipt_commitment_wire))
+    }
+
     /// `params`.
     pub(crate) fn params(&self) -> Result<wire::Params, RpcFailure> {
         let snapshot = self.snapshot()?;
@@ -816,6 +854,29 @@ fn proposal_wire(proposal: &agora_ledger::state::Proposal) -> wire::Proposal {
         no: proposal.tally.no.to_string(),
         abstain: proposal.tally.abstain.to_string(),
     }
+}
+
+fn channel_wire(channel: &agora_ledger::state::Channel) -> wire::Channel {
+    wire::Channel::from_core(
+        &channel.id,
+        &channel.payer,
+        &channel.payee,
+        channel.deposit,
+        channel.redeemed,
+        channel.expiry_height,
+    )
+}
+
+fn receipt_commitment_wire(
+    commitment: &agora_ledger::state::ReceiptCommitment,
+) -> wire::ReceiptCommitment {
+    wire::ReceiptCommitment::from_core(
+        &commitment.provider,
+        commitment.epoch,
+        &commitment.root,
+        &commitment.totals,
+        commitment.height,
+    )
 }
 
 fn block_wire(stored: &StoredBlock) -> wire::Block {

@@ -186,6 +186,22 @@ fn dispatch(node: &Node, name: &str, raw: Value) -> Result<Value, RpcFailure> {
             to_value(node.proposal(p.id)?)
         }
         method::PROPOSALS => to_value(node.proposals()?),
+        method::CHANNEL => {
+            let p: wire::ChannelParams = params(raw)?;
+            to_value(node.channel(&p.id)?)
+        }
+        method::CHANNELS => {
+            let p: wire::ChannelsParams = if raw.is_null() {
+                wire::ChannelsParams::default()
+            } else {
+                params(raw)?
+            };
+            to_value(node.channels(&p)?)
+        }
+        method::RECEIPT_COMMITMENT => {
+            let p: wire::ReceiptCommitmentParams = params(raw)?;
+            to_value(node.receipt_commitment(&p.provider, p.epoch)?)
+        }
         method::BLOCK => {
             let p: wire::BlockParams = if raw.is_null() {
                 wire::BlockParams::default()

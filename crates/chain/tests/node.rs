@@ -1,10 +1,14 @@
-//! A single node: blocks, transfers, rejections, restarts, events and proofs.
+//! A single node: blocks, transfers, rejections, restarts, events, proofs, and the channel and
+//! receipt-commitment queries.
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use agora_chain::{genesis, Config};
 use agora_rpc::{code, wire, Client};
-use agora_types::{ChainId, Genesis, Keypair, SignedTx, TxBody, UNITS_PER_AGR};
+use agora_types::{
+    AccountId, Amount, ChainId, Genesis, Hash, Keypair, ModelOffer, ProviderInfo, ReceiptTotals,
+    SignedTx, TxBody, Voucher, UNITS_PER_AGR,
+};
 use futures::StreamExt;
 use tokio::{sync::oneshot, task::JoinHandle};
 
@@ -106,6 +110,31 @@ fn transfer(from: &Keypair, nonce: u64, amount: u128) -> SignedTx {
             amount,
         },
     )
+}
+
+/// Signs `body` at `keypair`'s next nonce with [`FEE`], submits it and waits for it.
+async fn run(client: &Client, keypair: &Keypair, body: TxBody) -> wire::TxStatus {
+    client
+        .sign_and_submit(keypair, body, Some(FEE), WAIT)
+        .await
+        .expect("committed")
+}
+
+async fn balance(client: &Client, account: &AccountId) -> Amount {
+    let account = client.account(account).await.expect("account");
+    account.balance.parse().expect("amount")
+}
+
+async fn invalid_params(client: &Client, method: &str, params: serde_json::Value) {
+    let err = client
+        .call::<_, serde_json::Value>(method, params.clone())
+        .await
+        .expect_err("bad params are refused");
+    assert_eq!(
+        err.rpc().map(|err| err.code),
+        Some(code::INVALID_PARAMS),
+        "{method} {params}: {err}"
+    );
 }
 
 async fn submit_rejected(client: &Client, bytes: &[u8]) -> wire::RpcError {
@@ -409,4 +438,191 @@ async fn stored_blocks_replay_to_the_same_state_root() {
     let head = store.head().expect("head").expect("head exists");
     assert_eq!(height, head.height);
     assert_eq!(root, head.state_root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_queried_by_id_and_party_and_show_redeemed_claims() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path()).await;
+    let client = &node.client;
+    let (payer, payee) = (alice().account_id(), bob().account_id());
+    let deposit = 100 * UNITS_PER_AGR;
+    let nonce = client.account(&payer).await.expect("account").nonce;
+    let open = TxBody::OpenChannel {
+        payee,
+        deposit,
+        expiry_height: 1_000,
+    };
+    let status = run(client, &alice(), open).await;
+    assert_eq!(status.success, Some(true), "{status:?}");
+    let id = agora_ledger::channel_id(&payer, nonce);
+
+    let channel = client
+        .channel(&id)
+        .await
+        .expect("channel")
+        .expect("channel is open");
+    assert_eq!(
+        channel,
+        wire::Channel {
+            id: id.to_hex(),
+            payer: payer.to_string(),
+            payee: payee.to_string(),
+            deposit: deposit.to_string(),
+            redeemed: "0".to_owned(),
+            expiry_height: 1_000,
+        }
+    );
+    let all = client.channels(None, None).await.expect("channels");
+    assert_eq!(all, vec![channel.clone()]);
+    let by_payer = client.channels(Some(&payer), None).await.expect("channels");
+    assert_eq!(by_payer, vec![channel.clone()]);
+    let by_payee = client.channels(None, Some(&payee)).await.expect("channels");
+    assert_eq!(by_payee, vec![channel.clone()]);
+    let both = client
+        .channels(Some(&payer), Some(&payee))
+        .await
+        .expect("channels");
+    assert_eq!(both, vec![channel.clone()]);
+    let reversed = client
+        .channels(Some(&payee), Some(&payer))
+        .await
+        .expect("channels");
+    assert!(reversed.is_empty(), "{reversed:?}");
+    let unknown = client
+        .channel(&Hash::of(b"nothing"))
+        .await
+        .expect("channel");
+    assert_eq!(unknown, None);
+
+    // The voucher allows 50; bob claims 20 of it, then tries 60.
+    let voucher = Voucher {
+        chain_id: chain_id(),
+        channel_id: id,
+        payer,
+        payee,
+        cumulative: 50,
+    }
+    .sign(&alice());
+    let before = balance(client, &payee).await;
+    let claim = TxBody::RedeemChannel {
+        voucher: voucher.clone(),
+        amount: 20,
+    };
+    let status = run(client, &bob(), claim).await;
+    assert_eq!(status.success, Some(true), "{status:?}");
+    assert_eq!(balance(client, &payee).await, before + 20 - FEE);
+    let redeemed = client.channel(&id).await.expect("channel").expect("open");
+    assert_eq!(redeemed.redeemed, "20");
+    assert_eq!(redeemed.deposit, deposit.to_string());
+
+    let greedy = TxBody::RedeemChannel {
+        voucher,
+        amount: 60,
+    };
+    let status = run(client, &bob(), greedy).await;
+    assert_eq!(status.success, Some(false), "{status:?}");
+    let error = status.error.unwrap_or_default();
+    assert!(error.contains("exceeds the voucher"), "{error}");
+    let unchanged = client.channel(&id).await.expect("channel").expect("open");
+    assert_eq!(unchanged.redeemed, "20");
+
+    invalid_params(client, "channel", serde_json::json!({"id": "zz"})).await;
+    invalid_params(client, "channel", serde_json::json!({})).await;
+    invalid_params(client, "channels", serde_json::json!({"payer": "nobody"})).await;
+    invalid_params(client, "channels", serde_json::json!({"payee": 7})).await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipt_commitments_are_read_back_per_provider_and_epoch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path()).await;
+    let client = &node.client;
+    let provider = bob().account_id();
+    let params = client.params().await.expect("params");
+    let min_stake: Amount = params["min_stake"].parse().expect("amount");
+    let status = run(client, &bob(), TxBody::Bond { amount: min_stake }).await;
+    assert_eq!(status.success, Some(true), "{status:?}");
+    let info = ProviderInfo {
+        endpoint: "http://127.0.0.1:8080".try_into().expect("endpoint"),
+        models: vec![ModelOffer {
+            cid: agora_chain::genesis::DEFAULT_MODEL_CID
+                .parse()
+                .expect("cid"),
+            price_in: 10,
+            price_out: 20,
+        }]
+        .try_into()
+        .expect("offers"),
+        region: "local".try_into().expect("region"),
+        hardware: "cpu".try_into().expect("hardware"),
+    };
+    let status = run(client, &bob(), TxBody::RegisterProvider(info)).await;
+    assert_eq!(status.success, Some(true), "{status:?}");
+
+    let root = Hash::of(b"receipts");
+    let totals = ReceiptTotals {
+        requests: 3,
+        tokens_in: 120,
+        tokens_out: 45,
+        amount: 12_345,
+    };
+    let commit = TxBody::CommitReceipts {
+        epoch: 0,
+        root,
+        totals,
+    };
+    let status = run(client, &bob(), commit).await;
+    assert_eq!(status.success, Some(true), "{status:?}");
+
+    let commitment = client
+        .receipt_commitment(&provider, 0)
+        .await
+        .expect("receipt commitment")
+        .expect("committed");
+    assert_eq!(
+        commitment,
+        wire::ReceiptCommitment {
+            provider: provider.to_string(),
+            epoch: 0,
+            root: root.to_hex(),
+            requests: 3,
+            tokens_in: 120,
+            tokens_out: 45,
+            amount: "12345".to_owned(),
+            height: status.height.expect("height"),
+        }
+    );
+    let later = client
+        .receipt_commitment(&provider, 1)
+        .await
+        .expect("receipt commitment");
+    assert_eq!(later, None);
+    let other = client
+        .receipt_commitment(&alice().account_id(), 0)
+        .await
+        .expect("receipt commitment");
+    assert_eq!(other, None);
+
+    let address = provider.to_string();
+    invalid_params(
+        client,
+        "receipt_commitment",
+        serde_json::json!({"provider": "nobody", "epoch": 0}),
+    )
+    .await;
+    invalid_params(
+        client,
+        "receipt_commitment",
+        serde_json::json!({ "provider": address }),
+    )
+    .await;
+    invalid_params(
+        client,
+        "receipt_commitment",
+        serde_json::json!({"provider": address, "epoch": -1}),
+    )
+    .await;
+    node.stop().await;
 }
