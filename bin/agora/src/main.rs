@@ -28,6 +28,11 @@ enum Command {
     Devnet(cmd::devnet::Args),
     /// Serve models over the OpenAI API as a provider.
     Provider(cmd::provider::Args),
+    /// Serve the OpenAI API in front of the network's providers.
+    Gateway(cmd::gateway::Args),
+    /// Check receipts.
+    #[command(subcommand)]
+    Receipt(cmd::receipt::Command),
     /// Manage models in the local blob store.
     #[command(subcommand)]
     Model(cmd::model::Command),
@@ -58,6 +63,8 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Devnet(args) => cmd::devnet::run(args),
         Command::Provider(args) => cmd::provider::run(args),
+        Command::Gateway(args) => cmd::gateway::run(args),
+        Command::Receipt(command) => cmd::receipt::run(command),
         Command::Model(command) => cmd::model::run(command),
         Command::Node(args) => cmd::node::run(args),
         Command::Genesis(command) => cmd::genesis::run(command),

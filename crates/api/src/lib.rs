@@ -5,6 +5,21 @@
 
 use serde::{Deserialize, Serialize};
 
+mod receipt;
+
+pub use receipt::{ReceiptError, ReceiptJson};
+
+/// Request header carrying the payer's voucher (hex of the borsh `SignedVoucher`).
+pub const VOUCHER_HEADER: &str = "x-agora-voucher";
+/// Response header naming the receipt (hex id).
+pub const RECEIPT_HEADER: &str = "x-agora-receipt";
+/// Response header naming the provider that served the answer (set by gateways).
+pub const PROVIDER_HEADER: &str = "x-agora-provider";
+/// 402 response header with a payment quote (base64 JSON), in the manner of x402.
+pub const PAYMENT_REQUIRED_HEADER: &str = "payment-required";
+/// Request header carrying an agent's own voucher (hex borsh `SignedVoucher`), x402-style.
+pub const PAYMENT_SIGNATURE_HEADER: &str = "payment-signature";
+
 /// `POST /v1/chat/completions` request body.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ChatCompletionRequest {
@@ -48,6 +63,47 @@ pub struct ChatCompletionRequest {
     /// Number of choices; only 1 is served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<i64>,
+    /// Agora's extension, set by gateways talking to providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agora: Option<AgoraRequest>,
+}
+
+/// Agora's extension of a chat request (gateway to provider).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct AgoraRequest {
+    /// Report each output token's id (`agora.tokens` in stream chunks and completions), so
+    /// that the answer can be continued elsewhere and checked by token.
+    #[serde(default)]
+    pub token_ids: bool,
+    /// Continue an answer another provider began and did not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<ContinuationRequest>,
+}
+
+/// The part of an answer already streamed to the client.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ContinuationRequest {
+    /// Output token ids generated so far.
+    pub tokens: Vec<u32>,
+    /// Bytes of their text the client has received.
+    pub emitted_bytes: usize,
+}
+
+/// Agora's extension of a completion or chunk (provider to gateway, gateway to client).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct AgoraResponse {
+    /// Output token ids (this chunk's, or the whole answer's), when asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<u32>,
+    /// The provider's signed receipt, in the last chunk or the completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<ReceiptJson>,
+    /// The provider that served the answer (set by gateways).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Providers that took over the answer after a failure, in order (set by gateways).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failovers: Vec<String>,
 }
 
 /// Streaming options.
@@ -128,6 +184,9 @@ pub struct ChatCompletion {
     pub system_fingerprint: String,
     /// The sampling seed used (given or derived).
     pub seed: u64,
+    /// Agora's extension: token ids and the receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agora: Option<AgoraResponse>,
 }
 
 /// One answer.
@@ -212,6 +271,9 @@ pub struct ChatCompletionChunk {
     pub usage: Option<Usage>,
     /// Identifies the serving configuration.
     pub system_fingerprint: String,
+    /// Agora's extension: token ids and, in the last chunk, the receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agora: Option<AgoraResponse>,
 }
 
 /// A choice delta.
@@ -333,6 +395,7 @@ mod tests {
             choices: vec![],
             usage: None,
             system_fingerprint: "f".into(),
+            agora: None,
         };
         let json = serde_json::to_value(&chunk).unwrap();
         assert!(json.get("usage").is_none());

@@ -90,6 +90,7 @@ fn generate(engine: &Engine, prompt: &[u32], max_tokens: u32) -> (f64, f64, Vec<
             max_tokens: Some(max_tokens),
             stop: Vec::new(),
             logprobs: None,
+            continuation: Default::default(),
         })
         .expect("generate");
     let mut first = None;

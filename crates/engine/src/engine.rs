@@ -84,6 +84,23 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// Report the chosen token's log-probability plus this many alternatives; `None` for none.
     pub logprobs: Option<u32>,
+    /// Output already produced for this answer elsewhere (a provider that failed mid-stream),
+    /// which this generation continues; empty for a fresh answer.
+    pub continuation: Continuation,
+}
+
+/// The part of an answer generated before a failover.
+///
+/// Its tokens are fed after the prompt and count as output positions, so the seeded sampler
+/// picks what an undisturbed run would have picked at each later position; they are not
+/// reported again, and `max_tokens` counts only new tokens.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Continuation {
+    /// Output tokens already generated.
+    pub tokens: Vec<u32>,
+    /// Bytes of their text the client has already received; the rest (held back while it
+    /// could begin a stop string, or an incomplete character) is released by this generation.
+    pub emitted_bytes: usize,
 }
 
 /// Log-probability information for one generated token.
@@ -371,7 +388,8 @@ impl Engine {
                 "max_tokens must be at least 1".into(),
             ));
         }
-        let prompt = request.prompt.len() as u64;
+        self.check_tokens(&request.continuation.tokens)?;
+        let prompt = (request.prompt.len() + request.continuation.tokens.len()) as u64;
         let limit = self.info.context_per_sequence;
         let needed = prompt + u64::from(request.max_tokens.unwrap_or(1));
         if needed > u64::from(limit) {

@@ -25,8 +25,8 @@ mod scheduler;
 pub mod template;
 
 pub use engine::{
-    Engine, EngineConfig, Event, Finish, FinishReason, GenerateRequest, Generation, ModelInfo,
-    PositionScore, StatsSnapshot, TokenLogprob, TopToken,
+    Continuation, Engine, EngineConfig, Event, Finish, FinishReason, GenerateRequest, Generation,
+    ModelInfo, PositionScore, StatsSnapshot, TokenLogprob, TopToken,
 };
 pub use error::Error;
 pub use sampling::SamplingParams;

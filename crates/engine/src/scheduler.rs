@@ -84,7 +84,7 @@ pub(crate) fn run(
                     stats.queued.fetch_sub(1, Ordering::Relaxed);
                     // A fresh slot starts with an empty cache; a failure here only means there was none.
                     let _ = ctx.clear_kv_cache_seq(Some(free as u32), None, None);
-                    slots[free] = Some(Sequence::new(job));
+                    slots[free] = Some(Sequence::new(job, model));
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => open = false,
@@ -128,7 +128,10 @@ enum Kind {
 struct Generating {
     request: GenerateRequest,
     events: UnboundedSender<Event>,
+    /// Tokens fed before the first new one: the prompt plus any continued output.
     prompt_len: usize,
+    /// Output positions produced before this generation (see [`crate::Continuation`]).
+    offset: u64,
     generated: u32,
     max_tokens: u32,
     text: TextState,
@@ -148,7 +151,7 @@ enum Outcome {
 }
 
 impl Sequence {
-    fn new(job: Job) -> Self {
+    fn new(job: Job, model: &LlamaModel) -> Self {
         let to_tokens = |ids: &[u32]| {
             ids.iter()
                 .map(|&t| LlamaToken(t as i32))
@@ -158,17 +161,28 @@ impl Sequence {
             Job::Generate { request, events } => {
                 // `Engine::generate` always sets the limit; one token is the safe reading otherwise.
                 let max_tokens = request.max_tokens.unwrap_or(1);
+                let continued = &request.continuation;
+                let mut tokens = to_tokens(&request.prompt);
+                tokens.extend(to_tokens(&continued.tokens));
+                let mut text = TextState::new(request.stop.clone());
+                let earlier: Vec<u8> = continued
+                    .tokens
+                    .iter()
+                    .flat_map(|&t| token_piece(model, t))
+                    .collect();
+                text.resume(&earlier, continued.emitted_bytes);
                 Sequence {
-                    tokens: to_tokens(&request.prompt),
-                    fed: 0,
                     kind: Kind::Generate(Generating {
-                        prompt_len: request.prompt.len(),
+                        prompt_len: tokens.len(),
+                        offset: continued.tokens.len() as u64,
                         generated: 0,
                         max_tokens,
-                        text: TextState::new(request.stop.clone()),
+                        text,
                         request,
                         events,
                     }),
+                    tokens,
+                    fed: 0,
                 }
             }
             Job::Score {
@@ -336,7 +350,7 @@ fn generate_next(
     model: &LlamaModel,
     completion_counter: &AtomicU64,
 ) -> Option<u32> {
-    let position = u64::from(g.generated);
+    let position = g.offset + u64::from(g.generated);
     let Some(token) = sampling::sample(logits, &g.request.sampling, position) else {
         let _ = g
             .events
@@ -363,10 +377,7 @@ fn generate_next(
         .logprobs
         .map(|n| token_logprob(logits, token, n as usize));
     let best = sampling::argmax(logits).map_or(f32::NAN, |b| logits[b as usize]);
-    let piece = model
-        .vocab()
-        .token_to_piece(LlamaToken(token as i32), false, None);
-    let (text, hit_stop) = g.text.push(&piece);
+    let (text, hit_stop) = g.text.push(&token_piece(model, token));
     let _ = g.events.unbounded_send(Event::Token {
         id: token,
         text,
@@ -383,6 +394,13 @@ fn generate_next(
         return None;
     }
     Some(token)
+}
+
+/// A token's bytes as they appear in output text.
+fn token_piece(model: &LlamaModel, token: u32) -> Vec<u8> {
+    model
+        .vocab()
+        .token_to_piece(LlamaToken(token as i32), false, None)
 }
 
 fn token_logprob(logits: &[f32], token: u32, top: usize) -> TokenLogprob {
@@ -439,6 +457,24 @@ impl TextState {
             text: String::new(),
             sent: 0,
         }
+    }
+
+    /// Takes up an answer another generation began: `earlier` is its output so far, of which
+    /// the first `emitted` bytes were already released. Stop strings are not searched in it
+    /// (the earlier generation would have stopped).
+    fn resume(&mut self, earlier: &[u8], emitted: usize) {
+        self.pending.extend_from_slice(earlier);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(text) => text.len(),
+            Err(err) => err.valid_up_to(),
+        };
+        let decoded: Vec<u8> = self.pending.drain(..valid).collect();
+        self.text.push_str(&String::from_utf8_lossy(&decoded));
+        let mut sent = emitted.min(self.text.len());
+        while !self.text.is_char_boundary(sent) {
+            sent -= 1;
+        }
+        self.sent = sent;
     }
 
     /// Adds a token's bytes; returns the text to release now and whether a stop string was hit.
@@ -531,6 +567,16 @@ mod tests {
             ("hello EN".into(), false)
         );
         assert_eq!(run(&["END"], &[b"E", b"x"]), ("Ex".into(), false));
+    }
+
+    #[test]
+    fn resumed_text_releases_what_the_earlier_generation_held_back() {
+        let mut state = TextState::new(vec!["END".into()]);
+        state.resume(b"hello E", 6);
+        assert_eq!(state.push(b"x"), ("Ex".into(), false));
+        let mut state = TextState::new(vec!["END".into()]);
+        state.resume(b"hello E", 6);
+        assert_eq!(state.push(b"ND"), (String::new(), true));
     }
 
     #[test]

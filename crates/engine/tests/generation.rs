@@ -1,6 +1,6 @@
 //! Generation: determinism, seeds, stop strings, limits, bad requests.
 
-use agora_engine::{Error, FinishReason, GenerateRequest, SamplingParams};
+use agora_engine::{Continuation, Error, FinishReason, GenerateRequest, SamplingParams};
 
 use crate::support::{prompt, request, run, shared};
 
@@ -118,6 +118,7 @@ fn bad_requests_are_refused() {
         max_tokens: Some(4),
         stop: vec![],
         logprobs: None,
+        continuation: Default::default(),
     };
     assert!(matches!(
         engine.generate(empty),
@@ -159,5 +160,32 @@ fn full_queue_is_refused_with_queue_full() {
     );
     for generation in held {
         crate::support::collect(generation);
+    }
+}
+
+#[test]
+fn a_continued_answer_matches_the_undisturbed_one() {
+    let engine = shared();
+    let p = prompt(engine, "Describe a lighthouse at night.");
+    for sampling in [SamplingParams::greedy(), sampled(42)] {
+        let whole = run(engine, request(p.clone(), sampling, 24));
+        assert_eq!(whole.ids.len(), 24, "the answer runs to max_tokens");
+        let cut = 9;
+        // The first provider streamed `cut` tokens, of which the client saw all the text.
+        let earlier = &whole.ids[..cut];
+        let emitted = engine.detokenize(earlier).len();
+        let mut rest = request(p.clone(), sampling, 24 - cut as u32);
+        rest.continuation = Continuation {
+            tokens: earlier.to_vec(),
+            emitted_bytes: emitted,
+        };
+        let continued = run(engine, rest);
+        assert_eq!(continued.ids, whole.ids[cut..], "{sampling:?}");
+        assert_eq!(
+            format!("{}{}", engine.detokenize(earlier), continued.text),
+            whole.text
+        );
+        assert_eq!(continued.finish.prompt_tokens as usize, p.len() + cut);
+        assert_eq!(continued.finish.completion_tokens as usize, 24 - cut);
     }
 }

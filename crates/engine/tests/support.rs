@@ -58,6 +58,7 @@ pub(crate) fn request(
         max_tokens: Some(max_tokens),
         stop: Vec::new(),
         logprobs: None,
+        continuation: Default::default(),
     }
 }
 

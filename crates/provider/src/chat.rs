@@ -3,21 +3,24 @@
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
 use agora_api::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChoiceLogprobs,
-    ChunkChoice, Delta, MessageContent, ResponseMessage, TopLogprob, Usage,
+    AgoraResponse, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
+    ChoiceLogprobs, ChunkChoice, Delta, MessageContent, ResponseMessage, TopLogprob, Usage,
 };
-use agora_engine::{sampling, ChatMessage, Event, FinishReason, GenerateRequest, SamplingParams};
+use agora_engine::{
+    sampling, ChatMessage, Continuation, Event, Finish, FinishReason, GenerateRequest,
+    SamplingParams,
+};
 use agora_types::Hash;
 use axum::{
     body::{Body, Bytes},
     extract::State,
-    http::HeaderValue,
+    http::{HeaderMap, HeaderValue},
     response::{sse, IntoResponse, Response, Sse},
     Json,
 };
 use futures::{Stream, StreamExt};
 
-use crate::{ApiError, Provider, ServedModel};
+use crate::{payments, ApiError, Provider, ServedModel};
 
 /// Most stop strings a request may give.
 const MAX_STOP_STRINGS: usize = 16;
@@ -28,9 +31,16 @@ const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 const MAX_TOP_LOGPROBS: i64 = 20;
 
 /// The handler: every outcome, good or bad, is counted by status.
-pub(crate) async fn completions(State(provider): State<Arc<Provider>>, body: Body) -> Response {
+pub(crate) async fn completions(
+    State(provider): State<Arc<Provider>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let body = read_body(body, provider.max_body_bytes).await;
-    let response = match handle(&provider, body).await {
+    let voucher = headers
+        .get(agora_api::VOUCHER_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let response = match handle(&provider, body, voucher).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     };
@@ -44,6 +54,44 @@ struct Prepared {
     request: GenerateRequest,
     stream: bool,
     include_usage: bool,
+    /// Report token ids (Agora extension).
+    token_ids: bool,
+    /// BLAKE3 of the request body, for the receipt.
+    request_hash: Hash,
+}
+
+/// What the answer needs to close its books: the reservation and what the receipt says.
+struct Billing {
+    hold: payments::Hold,
+}
+
+impl Billing {
+    /// Signs the receipt for the finished answer.
+    fn settle(
+        self,
+        prepared: &Prepared,
+        finish: &Finish,
+        tokens: &[u32],
+        text: &str,
+    ) -> agora_api::ReceiptJson {
+        let sampling = &prepared.request.sampling;
+        let served = payments::Served {
+            request_hash: prepared.request_hash,
+            response_hash: agora_types::receipt::response_hash(tokens, text),
+            model: prepared.model.cid,
+            prompt_tokens: finish.prompt_tokens,
+            completion_tokens: finish.completion_tokens,
+            sampling: agora_types::SamplingParams {
+                temperature_milli: (sampling.temperature * 1000.0).round() as u32,
+                top_p_milli: (sampling.top_p * 1000.0).round() as u32,
+                top_k: sampling.top_k,
+                seed: sampling.seed,
+            },
+            price_in: prepared.model.price_in,
+            price_out: prepared.model.price_out,
+        };
+        agora_api::ReceiptJson::from_signed(&self.hold.settle(served))
+    }
 }
 
 /// Reads a request body of at most `limit` bytes.
@@ -75,20 +123,42 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 async fn handle(
     provider: &Arc<Provider>,
     body: Result<Bytes, ApiError>,
+    voucher: Option<&str>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let body = body?;
     let request: ChatCompletionRequest = serde_json::from_slice(&body)
         .map_err(|err| ApiError::bad(format!("invalid request body: {err}"), None))?;
     let prepared = prepare(provider, request, &body).await?;
+    let billing = match &provider.payments {
+        None => None,
+        Some(payments) => {
+            let model = &prepared.model;
+            let input = prepared.request.prompt.len() + prepared.request.continuation.tokens.len();
+            let context = model.engine.info().context_per_sequence as usize;
+            let max_tokens = prepared
+                .request
+                .max_tokens
+                .map_or(context.saturating_sub(input), |n| n as usize);
+            let quote = payments::quote(
+                input as u64,
+                max_tokens as u64,
+                model.price_in,
+                model.price_out,
+            );
+            Some(Billing {
+                hold: payments.accept(voucher, quote).await?,
+            })
+        }
+    };
     let seed = prepared.request.sampling.seed;
     let engine = Arc::clone(&prepared.model.engine);
     let generation = engine.generate(prepared.request.clone())?;
     let id = format!("chatcmpl-{}", &Hash::of(&body).to_hex()[..24]);
     let mut response = if prepared.stream {
-        stream_response(provider, prepared, generation, id, started).into_response()
+        stream_response(provider, prepared, generation, id, started, billing).into_response()
     } else {
-        collect_response(provider, prepared, generation, id, started)
+        collect_response(provider, prepared, generation, id, started, billing)
             .await?
             .into_response()
     };
@@ -217,6 +287,14 @@ async fn prepare(
             u64::from_le_bytes(hash.0[..8].try_into().unwrap_or_default())
         }
     };
+    let agora = request.agora.unwrap_or_default();
+    let continuation = agora
+        .continuation
+        .map(|c| Continuation {
+            tokens: c.tokens,
+            emitted_bytes: c.emitted_bytes,
+        })
+        .unwrap_or_default();
     let engine = Arc::clone(&model.engine);
     let prompt = tokio::task::spawn_blocking(move || engine.tokenize_chat(&messages))
         .await
@@ -234,9 +312,12 @@ async fn prepare(
             max_tokens,
             stop,
             logprobs,
+            continuation,
         },
         stream: request.stream,
         include_usage: request.stream_options.is_some_and(|o| o.include_usage),
+        token_ids: agora.token_ids,
+        request_hash: Hash::of(body),
     })
 }
 
@@ -293,9 +374,11 @@ async fn collect_response(
     mut generation: agora_engine::Generation,
     id: String,
     started: Instant,
-) -> Result<Json<ChatCompletion>, ApiError> {
+    billing: Option<Billing>,
+) -> Result<Response, ApiError> {
     let model = &prepared.model;
     let mut content = String::new();
+    let mut tokens = Vec::new();
     let mut logprobs = prepared.request.logprobs.map(|_| ChoiceLogprobs::default());
     let mut first_token_at = None;
     while let Some(event) = generation.next().await {
@@ -311,6 +394,7 @@ async fn collect_response(
                     provider.metrics.first_token(started.elapsed());
                 }
                 content.push_str(&text);
+                tokens.push(token);
                 if let (Some(list), Some(lp)) = (logprobs.as_mut(), logprob.as_ref()) {
                     list.content.push(to_api_logprob(model, token, lp));
                 }
@@ -322,7 +406,18 @@ async fn collect_response(
                         .metrics
                         .decode(finish.completion_tokens.saturating_sub(1), at.elapsed());
                 }
-                return Ok(Json(ChatCompletion {
+                let receipt = billing.map(|b| b.settle(&prepared, &finish, &tokens, &content));
+                let receipt_id = receipt.as_ref().map(|r| r.id.clone());
+                let agora = (receipt.is_some() || prepared.token_ids).then(|| AgoraResponse {
+                    tokens: if prepared.token_ids {
+                        tokens
+                    } else {
+                        Vec::new()
+                    },
+                    receipt,
+                    ..Default::default()
+                });
+                let mut response = Json(ChatCompletion {
                     id,
                     object: "chat.completion".into(),
                     created: unix_now(),
@@ -343,7 +438,15 @@ async fn collect_response(
                     },
                     system_fingerprint: fingerprint(model),
                     seed: prepared.request.sampling.seed,
-                }));
+                    agora,
+                })
+                .into_response();
+                if let Some(value) = receipt_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+                    response
+                        .headers_mut()
+                        .insert(agora_api::RECEIPT_HEADER, value);
+                }
+                return Ok(response);
             }
             Event::Failed(reason) => return Err(ApiError::Internal(reason)),
         }
@@ -359,6 +462,7 @@ fn stream_response(
     mut generation: agora_engine::Generation,
     id: String,
     started: Instant,
+    billing: Option<Billing>,
 ) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
     let provider = Arc::clone(provider);
     let created = unix_now();
@@ -377,11 +481,16 @@ fn stream_response(
             }],
             usage: None,
             system_fingerprint: fingerprint(&model),
+            agora: None,
         }
     };
     let model = Arc::clone(&prepared.model);
     let include_usage = prepared.include_usage;
+    let token_ids = prepared.token_ids;
+    let mut billing = billing;
     let events = async_stream::stream! {
+        let mut tokens = Vec::new();
+        let mut content = String::new();
         yield data(&chunk(Delta { role: Some("assistant".into()), content: Some(String::new()) }, None, None));
         let mut first_token_at = None;
         let mut finished = false;
@@ -395,12 +504,19 @@ fn stream_response(
                     let logprobs = logprob.as_ref().map(|lp| ChoiceLogprobs {
                         content: vec![to_api_logprob(&model, token, lp)],
                     });
-                    if !text.is_empty() || logprobs.is_some() {
-                        yield data(&chunk(Delta { role: None, content: Some(text) }, logprobs, None));
+                    tokens.push(token);
+                    content.push_str(&text);
+                    if !text.is_empty() || logprobs.is_some() || token_ids {
+                        let mut c = chunk(Delta { role: None, content: Some(text) }, logprobs, None);
+                        if token_ids {
+                            c.agora = Some(AgoraResponse { tokens: vec![token], ..Default::default() });
+                        }
+                        yield data(&c);
                     }
                 }
                 Event::Done(finish) => {
                     if !finish.tail_text.is_empty() {
+                        content.push_str(&finish.tail_text);
                         yield data(&chunk(Delta { role: None, content: Some(finish.tail_text.clone()) }, None, None));
                     }
                     if let Some(at) = first_token_at {
@@ -414,6 +530,15 @@ fn stream_response(
                             prompt_tokens: finish.prompt_tokens,
                             completion_tokens: finish.completion_tokens,
                             total_tokens: finish.prompt_tokens + finish.completion_tokens,
+                        });
+                        yield data(&last);
+                    }
+                    if let Some(b) = billing.take() {
+                        let mut last = chunk(Delta::default(), None, None);
+                        last.choices.clear();
+                        last.agora = Some(AgoraResponse {
+                            receipt: Some(b.settle(&prepared, &finish, &tokens, &content)),
+                            ..Default::default()
                         });
                         yield data(&last);
                     }

@@ -32,6 +32,9 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The voucher is missing or does not cover the request (402).
+    #[error("{0}")]
+    Payment(#[from] crate::payments::PaymentError),
     /// The engine's queue is full (429).
     #[error("the provider is at capacity; retry shortly")]
     Overloaded,
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Payment(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -82,6 +86,9 @@ impl ApiError {
                 None,
                 Some("request_too_large"),
             ),
+            ApiError::Payment(_) => {
+                ErrorBody::new(message, "payment_error", None, Some("payment_required"))
+            }
             ApiError::Overloaded => {
                 ErrorBody::new(message, "rate_limit_error", None, Some("overloaded"))
             }

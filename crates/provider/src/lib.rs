@@ -12,11 +12,12 @@
 mod chat;
 mod error;
 mod metrics;
+pub mod payments;
 
 use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use agora_engine::{Engine, EngineConfig};
-use agora_types::Cid;
+use agora_types::{Amount, Cid, Hash};
 use axum::{
     extract::{DefaultBodyLimit, State},
     http::header,
@@ -27,6 +28,7 @@ use axum::{
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub use payments::{LedgerConfig, Payments};
 
 /// Largest request body accepted, in bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -40,6 +42,10 @@ pub struct ModelConfig {
     pub cid: Cid,
     /// How to load and run it.
     pub engine: EngineConfig,
+    /// Price per million prompt tokens (base units).
+    pub price_in: Amount,
+    /// Price per million completion tokens (base units).
+    pub price_out: Amount,
 }
 
 /// How to run a provider.
@@ -51,6 +57,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Time limit for a request to produce its response headers.
     pub request_timeout: Duration,
+    /// Registration, vouchers and receipts on the ledger; `None` serves for free, off-ledger.
+    pub ledger: Option<LedgerConfig>,
 }
 
 /// What can stop a provider.
@@ -70,6 +78,9 @@ pub enum Error {
     /// A blocking task failed.
     #[error("task: {0}")]
     Task(String),
+    /// The ledger refused or could not be reached.
+    #[error("ledger: {0}")]
+    Ledger(String),
 }
 
 /// A served model: its name, CID and running engine.
@@ -80,6 +91,10 @@ pub struct ServedModel {
     pub cid: Cid,
     /// The engine serving it.
     pub engine: Arc<Engine>,
+    /// Price per million prompt tokens (base units).
+    pub price_in: Amount,
+    /// Price per million completion tokens (base units).
+    pub price_out: Amount,
 }
 
 /// The provider's shared state.
@@ -88,6 +103,7 @@ pub struct Provider {
     max_body_bytes: usize,
     request_timeout: Duration,
     metrics: metrics::Metrics,
+    payments: Option<Arc<Payments>>,
 }
 
 impl Provider {
@@ -102,7 +118,14 @@ impl Provider {
             max_body_bytes,
             request_timeout,
             metrics: metrics::Metrics::default(),
+            payments: None,
         }
+    }
+
+    /// Requires a voucher with every request and signs a receipt for every answer.
+    pub fn with_payments(mut self, payments: Arc<Payments>) -> Self {
+        self.payments = Some(payments);
+        self
     }
 
     /// Finds a model by name or CID.
@@ -119,6 +142,7 @@ impl Provider {
             .route("/v1/models", get(list_models))
             .route("/v1/chat/completions", post(chat::completions))
             .route("/health", get(health))
+            .route("/agora/receipts/{id}/proof", get(receipt_proof))
             .route("/metrics", get(metrics_text))
             .fallback(not_found)
             // `chat::read_body` enforces the limit itself so that the answer is OpenAI-shaped.
@@ -137,6 +161,25 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let payments = match config.ledger {
+        None => None,
+        Some(ledger) => Some(Payments::connect(ledger).await.map_err(Error::Ledger)?),
+    };
+    let offers: Vec<agora_types::ModelOffer> = config
+        .models
+        .iter()
+        .map(|m| agora_types::ModelOffer {
+            cid: m.cid,
+            price_in: m.price_in,
+            price_out: m.price_out,
+        })
+        .collect();
+    if let Some(payments) = &payments {
+        payments
+            .ensure_registered(&offers)
+            .await
+            .map_err(Error::Ledger)?;
+    }
     let mut served = Vec::new();
     for model in config.models {
         let name = model.name.clone();
@@ -152,14 +195,25 @@ pub async fn run(
             name,
             cid: model.cid,
             engine: Arc::new(engine),
+            price_in: model.price_in,
+            price_out: model.price_out,
         });
     }
-    let provider = Arc::new(Provider::new(
-        served,
-        config.max_body_bytes,
-        config.request_timeout,
-    ));
-    serve(provider, listener, shutdown).await
+    let mut provider = Provider::new(served, config.max_body_bytes, config.request_timeout);
+    let Some(payments) = payments else {
+        return serve(Arc::new(provider), listener, shutdown).await;
+    };
+    provider = provider.with_payments(Arc::clone(&payments));
+    // The settlement loop outlives the server by one last redeem and commit.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let settle = tokio::spawn(payments.run(offers, stopped));
+    let served = serve(Arc::new(provider), listener, async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    })
+    .await;
+    let _ = settle.await;
+    served
 }
 
 /// Serves `provider` on `listener` until `shutdown` resolves.
@@ -215,6 +269,23 @@ async fn metrics_text(State(provider): State<Arc<Provider>>) -> impl IntoRespons
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         provider.metrics.render(&provider.models),
     )
+}
+
+async fn receipt_proof(
+    State(provider): State<Arc<Provider>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let hash = Hash::from_hex(&id).ok_or_else(|| ApiError::bad("not a receipt id", None))?;
+    let proof = provider
+        .payments
+        .as_ref()
+        .and_then(|p| p.receipt_proof(&hash))
+        .ok_or_else(|| ApiError::NotFound(format!("receipt {id} in a committed epoch")))?;
+    Ok(Json(serde_json::json!({
+        "epoch": proof.epoch,
+        "root": proof.root.to_hex(),
+        "proof": hex::encode(agora_types::encode(&proof.proof)),
+    })))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

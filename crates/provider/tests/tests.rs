@@ -38,6 +38,8 @@ async fn start(slots: u32, queue: usize) -> String {
             name: MODEL.into(),
             cid: agora_store::default_model::cid(),
             engine: Arc::new(engine),
+            price_in: 0,
+            price_out: 0,
         }],
         agora_provider::DEFAULT_MAX_BODY_BYTES,
         Duration::from_secs(120),

@@ -76,6 +76,22 @@ impl Receipt {
     pub fn id(&self) -> Hash {
         Hash::of(&encode(self))
     }
+
+    /// What the request cost: prompt and completion tokens at the receipt's prices, each
+    /// rounded up to a whole base unit. The voucher covered a quoted maximum; the payee claims
+    /// only this, so the rest is refunded.
+    pub fn charge(&self) -> Result<Amount, crate::amount::Error> {
+        crate::amount::add(
+            crate::amount::cost_per_million(u64::from(self.prompt_tokens), self.price_in)?,
+            crate::amount::cost_per_million(u64::from(self.completion_tokens), self.price_out)?,
+        )
+    }
+}
+
+/// The `response_hash` of an answer: BLAKE3 of the borsh encoding of its output token ids
+/// and its text, so a checker holding the transcript recomputes it exactly.
+pub fn response_hash(tokens: &[u32], text: &str) -> Hash {
+    Hash::of(&encode(&(tokens.to_vec(), text.to_owned())))
 }
 
 impl SignedReceipt {

@@ -1,50 +1,67 @@
 //! `agora devnet`: the whole network on this machine, with the bundled model.
 //!
-//! One process runs a ledger node (a validator set of one, dev genesis with funded keys and the
-//! default model active, under `<data-dir>/devnet`) and a provider serving the default model.
-//! The gateway and verifier join it as they land.
+//! One process runs a ledger node (a validator set of one; dev genesis with funded keys and
+//! the default model active), three providers with their own keys, prices and data folders
+//! (each bonds, registers on the ledger and serves the default model), and a gateway on
+//! `127.0.0.1:8080` that routes to them and pays them with vouchers. Everything lives under
+//! `<data-dir>/devnet`, so a second start takes up the same chain, keys and API key.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::Path, time::Duration};
 
+use agora_types::{Amount, UNITS_PER_AGR};
 use clap::Args as ClapArgs;
 
-use super::{genesis, node, shutdown_signal, DataDirArgs};
+use super::{gateway, genesis, node, provider, shutdown_signal, DataDirArgs};
+
+/// Credit given to the devnet's API key.
+const DEVNET_CREDIT: Amount = 100 * UNITS_PER_AGR;
 
 /// Devnet flags.
 #[derive(ClapArgs, Clone, Debug)]
 pub struct Args {
+    /// Address of the gateway's OpenAI API.
+    #[arg(long, env = "AGORA_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
     /// Address of the ledger node's JSON-RPC server.
     #[arg(long, env = "AGORA_RPC_LISTEN", default_value = "127.0.0.1:26657")]
     pub rpc_listen: SocketAddr,
+    /// Number of providers.
+    #[arg(long, default_value_t = 3)]
+    pub providers: u16,
+    /// Port of the first provider; the others follow (0 picks free ports).
+    #[arg(long, default_value_t = 8081)]
+    pub provider_port: u16,
     #[command(flatten)]
-    pub provider: super::provider::Args,
+    pub engine: provider::EngineArgs,
+    #[command(flatten)]
+    pub data: DataDirArgs,
 }
 
 /// Runs the devnet until SIGINT or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let chain_dir = args.provider.data.path().join("devnet");
+    let chain_dir = args.data.path().join("devnet");
+    let chain_data = DataDirArgs {
+        data_dir: Some(chain_dir.clone()),
+    };
     if !chain_dir.join("genesis.json").exists() {
         genesis::init(genesis::InitArgs {
-            data: DataDirArgs {
-                data_dir: Some(chain_dir.clone()),
-            },
+            data: chain_data.clone(),
             chain_id: "agora-devnet".into(),
-            accounts: 3,
+            accounts: usize::from(args.providers) + 1,
             force: false,
             json: false,
         })?;
     }
     let node_config = node::config(node::Args {
-        data: DataDirArgs {
-            data_dir: Some(chain_dir),
-        },
+        data: chain_data.clone(),
         rpc_listen: args.rpc_listen,
         genesis: None,
         key: None,
         block_interval_ms: 200,
         idle_interval_ms: 1000,
     })?;
-    let provider_config = args.provider.config()?;
+    let rpc_url = format!("http://{}", args.rpc_listen);
+    let model = args.engine.model_config(&args.data)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -54,29 +71,133 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let _ = stopped.wait_for(|s| *s).await;
             }
         };
-        let listener = tokio::net::TcpListener::bind(args.provider.listen).await?;
-        println!("devnet: ledger node RPC on http://{}", args.rpc_listen);
-        println!("devnet: OpenAI API on http://{}/v1", listener.local_addr()?);
-        let mut node = tokio::spawn(agora_chain::run(node_config, shutdown()));
-        let mut provider = tokio::spawn(agora_provider::run(provider_config, listener, shutdown()));
-        // The first of: a signal, or either role stopping (which stops the other).
-        let (mut node_result, mut provider_result) = (None, None);
+        let mut tasks = tokio::task::JoinSet::new();
+        let stopping = shutdown();
+        tasks.spawn(async move {
+            agora_chain::run(node_config, stopping)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+        wait_for_node(&rpc_url).await?;
+
+        for index in 1..=args.providers {
+            let port = if args.provider_port == 0 {
+                0
+            } else {
+                args.provider_port + index - 1
+            };
+            let listener = tokio::net::TcpListener::bind((args.listen.ip(), port)).await?;
+            let addr = listener.local_addr()?;
+            let mut model = model.clone();
+            // Distinct prices, so routing has something to choose between.
+            model.price_in = Amount::from(index) * UNITS_PER_AGR / 10;
+            model.price_out = Amount::from(index) * UNITS_PER_AGR / 5;
+            let config = agora_provider::Config {
+                models: vec![model],
+                max_body_bytes: agora_provider::DEFAULT_MAX_BODY_BYTES,
+                request_timeout: Duration::from_secs(600),
+                ledger: Some(agora_provider::LedgerConfig {
+                    rpc_url: rpc_url.clone(),
+                    keypair: agora_rpc::keyfile::load(
+                        &chain_dir.join("keys").join(format!("dev-{index}.key")),
+                    )?,
+                    endpoint: format!("http://{addr}"),
+                    region: "local".into(),
+                    hardware: "cpu".into(),
+                    stake: 0,
+                    settle_interval: Duration::from_secs(2),
+                }),
+            };
+            println!("devnet: provider {index} on http://{addr}");
+            let stopping = shutdown();
+            tasks.spawn(async move {
+                agora_provider::run(config, listener, stopping)
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+        }
+
+        let keypair = agora_rpc::keyfile::load(&chain_dir.join("keys").join("dev-0.key"))?;
+        let config = agora_gateway::Config::new(&rpc_url, keypair, chain_dir.join("gateway"));
+        let gateway = agora_gateway::Gateway::connect(config).await?;
+        let api_key = api_key(&chain_dir, &gateway)?;
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        let url = format!("http://{}/v1", listener.local_addr()?);
+        let stopping = shutdown();
+        tasks.spawn(async move {
+            agora_gateway::serve(gateway, listener, stopping)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+        print_welcome(&url, &rpc_url, &api_key, &chain_dir);
+
+        // The first of: a signal, or any role stopping (which stops the others).
+        let mut failure = None;
         tokio::select! {
             _ = shutdown_signal() => {}
-            res = &mut node => node_result = Some(res),
-            res = &mut provider => provider_result = Some(res),
+            Some(result) = tasks.join_next() => {
+                failure = flatten(result).err();
+            }
         }
         let _ = stop.send(true);
-        let node_result = match node_result {
-            Some(res) => res,
-            None => node.await,
-        };
-        let provider_result = match provider_result {
-            Some(res) => res,
-            None => provider.await,
-        };
-        node_result??;
-        provider_result??;
-        anyhow::Ok(())
+        while let Some(result) = tasks.join_next().await {
+            if let Err(err) = flatten(result) {
+                failure.get_or_insert(err);
+            }
+        }
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     })
+}
+
+fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    result.map_err(anyhow::Error::from)?
+}
+
+async fn wait_for_node(rpc_url: &str) -> anyhow::Result<()> {
+    let client = agora_rpc::Client::new(rpc_url)?;
+    for _ in 0..300 {
+        if client.head().await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the ledger node did not answer on {rpc_url}")
+}
+
+/// The devnet's API key: read from `<chain>/api-key`, or issued with credit and written there.
+fn api_key(chain_dir: &Path, gateway: &agora_gateway::Gateway) -> anyhow::Result<String> {
+    let path = chain_dir.join("api-key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        let key = key.trim().to_owned();
+        if gateway.wallet.credit(&key).is_some() {
+            return Ok(key);
+        }
+    }
+    let key = gateway::new_api_key()?;
+    gateway.wallet.grant(&key, "devnet", DEVNET_CREDIT)?;
+    std::fs::write(&path, format!("{key}\n"))?;
+    Ok(key)
+}
+
+fn print_welcome(url: &str, rpc_url: &str, api_key: &str, chain_dir: &Path) {
+    println!(
+        r#"
+devnet is up.
+  OpenAI API   {url}
+  API key      {api_key}   (also in {key_file})
+  ledger RPC   {rpc_url}
+
+Try it:
+  curl {url}/chat/completions -H "Authorization: Bearer {api_key}" -H "Content-Type: application/json" \
+    -d '{{"model": "SmolLM2-135M-Instruct", "messages": [{{"role": "user", "content": "Say hello."}}]}}'
+
+  python3 -c 'from openai import OpenAI; c = OpenAI(base_url="{url}", api_key="{api_key}"); print(c.chat.completions.create(model="SmolLM2-135M-Instruct", messages=[{{"role": "user", "content": "Say hello."}}]).choices[0].message.content)'
+
+Ctrl-C stops everything (providers redeem their vouchers first).
+"#,
+        key_file = chain_dir.join("api-key").display()
+    );
 }

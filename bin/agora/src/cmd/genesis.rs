@@ -39,7 +39,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn load_or_create(path: &std::path::Path) -> anyhow::Result<Keypair> {
+pub(crate) fn load_or_create(path: &std::path::Path) -> anyhow::Result<Keypair> {
     if path.exists() {
         return Ok(agora_rpc::keyfile::load(path)?);
     }

@@ -1,11 +1,13 @@
 //! One module per subcommand: flags in, a role's `Config` out.
 
 pub mod devnet;
+pub mod gateway;
 pub mod genesis;
 pub mod gov;
 pub mod model;
 pub mod node;
 pub mod provider;
+pub mod receipt;
 pub mod wallet;
 
 use std::path::PathBuf;

@@ -1,23 +1,115 @@
-//! `agora provider`: serve models over the OpenAI API.
+//! `agora provider`: serve models over the OpenAI API, registered and paid on the ledger.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use agora_engine::EngineConfig;
-use agora_types::Cid;
-use clap::Args as ClapArgs;
+use agora_types::{amount, Amount, Cid};
+use clap::{Args as ClapArgs, Subcommand};
 
 use super::{progress_bar, shutdown_signal, DataDirArgs};
 
 /// Provider flags.
 #[derive(ClapArgs, Clone, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// One-shot actions instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to serve the OpenAI API on.
     #[arg(long, env = "AGORA_PROVIDER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
+    pub ledger: LedgerArgs,
+    #[command(flatten)]
     pub data: DataDirArgs,
+}
+
+/// One-shot provider actions.
+#[derive(Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Bond stake and register (or update) this provider on the ledger, then exit.
+    Register {
+        /// Address the provider serves on (the endpoint defaults to it).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Content id of the model offered (default: the default model).
+        #[arg(long)]
+        model_cid: Option<Cid>,
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+}
+
+/// Where and how the provider appears on the ledger.
+#[derive(ClapArgs, Clone, Debug)]
+pub struct LedgerArgs {
+    /// JSON-RPC URL of a ledger node; with it the provider registers, requires vouchers and
+    /// signs receipts. Without it, it serves for free, off-ledger.
+    #[arg(long, env = "AGORA_RPC")]
+    pub rpc: Option<String>,
+    /// The provider's key file (default `<data-dir>/provider.key`); its account must hold
+    /// enough to bond the stake.
+    #[arg(long, env = "AGORA_KEY")]
+    pub key: Option<PathBuf>,
+    /// Public base URL gateways reach this provider at (default `http://<listen>`).
+    #[arg(long, env = "AGORA_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Price per million prompt tokens, in AGR.
+    #[arg(long, default_value = "0.5", value_parser = parse_agr)]
+    pub price_in: Amount,
+    /// Price per million completion tokens, in AGR.
+    #[arg(long, default_value = "1", value_parser = parse_agr)]
+    pub price_out: Amount,
+    /// Stake to keep bonded, in AGR (at least the ledger's `min_stake` either way).
+    #[arg(long, default_value = "0", value_parser = parse_agr)]
+    pub stake: Amount,
+    /// Region label.
+    #[arg(long, default_value = "local")]
+    pub region: String,
+    /// Hardware description.
+    #[arg(long, default_value = "cpu")]
+    pub hardware: String,
+    /// How often vouchers are redeemed and receipts committed, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub settle_interval_ms: u64,
+}
+
+fn parse_agr(text: &str) -> Result<Amount, String> {
+    amount::parse_agr(text).map_err(|e| e.to_string())
+}
+
+impl LedgerArgs {
+    /// The ledger config, when `--rpc` is given.
+    pub fn config(
+        &self,
+        data: &DataDirArgs,
+        listen: SocketAddr,
+    ) -> anyhow::Result<Option<agora_provider::LedgerConfig>> {
+        let Some(rpc) = &self.rpc else {
+            return Ok(None);
+        };
+        let key = self
+            .key
+            .clone()
+            .unwrap_or_else(|| data.path().join("provider.key"));
+        let keypair = super::genesis::load_or_create(&key)?;
+        Ok(Some(agora_provider::LedgerConfig {
+            rpc_url: rpc.clone(),
+            keypair,
+            endpoint: self
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| format!("http://{listen}")),
+            region: self.region.clone(),
+            hardware: self.hardware.clone(),
+            stake: self.stake,
+            settle_interval: Duration::from_millis(self.settle_interval_ms.max(100)),
+        }))
+    }
 }
 
 /// Which model to serve and how.
@@ -75,6 +167,8 @@ impl EngineArgs {
             name: self.model_name.clone().unwrap_or(name),
             cid,
             engine,
+            price_in: 0,
+            price_out: 0,
         })
     }
 }
@@ -82,16 +176,65 @@ impl EngineArgs {
 impl Args {
     /// The provider's config.
     pub fn config(&self) -> anyhow::Result<agora_provider::Config> {
+        let mut model = self.engine.model_config(&self.data)?;
+        model.price_in = self.ledger.price_in;
+        model.price_out = self.ledger.price_out;
         Ok(agora_provider::Config {
-            models: vec![self.engine.model_config(&self.data)?],
+            models: vec![model],
             max_body_bytes: agora_provider::DEFAULT_MAX_BODY_BYTES,
             request_timeout: Duration::from_secs(600),
+            ledger: self.ledger.config(&self.data, self.listen)?,
         })
     }
 }
 
+/// Bonds and registers without serving.
+fn register(
+    listen: SocketAddr,
+    model_cid: Option<Cid>,
+    ledger: LedgerArgs,
+    data: DataDirArgs,
+) -> anyhow::Result<()> {
+    let config = ledger
+        .config(&data, listen)?
+        .ok_or_else(|| anyhow::anyhow!("--rpc is required to register"))?;
+    let offer = agora_types::ModelOffer {
+        cid: model_cid.unwrap_or_else(agora_store::default_model::cid),
+        price_in: ledger.price_in,
+        price_out: ledger.price_out,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let endpoint = config.endpoint.clone();
+        let payments = agora_provider::Payments::connect(config)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        payments
+            .ensure_registered(std::slice::from_ref(&offer))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        println!(
+            "provider {} registered at {endpoint} for {} ({} / {} per million tokens in / out)",
+            payments.account(),
+            offer.cid,
+            amount::format_agr(offer.price_in),
+            amount::format_agr(offer.price_out),
+        );
+        anyhow::Ok(())
+    })
+}
+
 /// Runs the provider until SIGINT or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::Register {
+        listen,
+        model_cid,
+        ledger,
+        data,
+    }) = args.command
+    {
+        return register(listen, model_cid, ledger, data);
+    }
     let config = args.config()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

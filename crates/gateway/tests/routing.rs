@@ -1,0 +1,1 @@
+//! Routing tests over the planner (no servers needed).

@@ -1,0 +1,3 @@
+//! Gateway tests against real HTTP servers on loopback.
+
+mod routing;
