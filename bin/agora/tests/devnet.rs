@@ -44,6 +44,7 @@ async fn devnet_serves_chat_and_produces_blocks_then_stops_on_sigterm() {
         .arg(data.path())
         .args(["--listen", &format!("127.0.0.1:{api_port}")])
         .args(["--rpc-listen", &format!("127.0.0.1:{rpc_port}")])
+        .args(["--provider-port", "0"])
         .args(["--context", "512", "--parallel", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -53,7 +54,9 @@ async fn devnet_serves_chat_and_produces_blocks_then_stops_on_sigterm() {
     let http = reqwest::Client::new();
     let api = format!("http://127.0.0.1:{api_port}");
     let started = Instant::now();
-    while http.get(format!("{api}/health")).send().await.is_err() {
+    while !data.path().join("devnet/api-key").exists()
+        || http.get(format!("{api}/health")).send().await.is_err()
+    {
         assert!(
             child.try_wait().unwrap().is_none(),
             "devnet exited during start-up"
@@ -64,9 +67,11 @@ async fn devnet_serves_chat_and_produces_blocks_then_stops_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let api_key =
+        std::fs::read_to_string(data.path().join("devnet/api-key")).expect("api key file");
     let res = http
         .post(format!("{api}/v1/chat/completions"))
-        .bearer_auth("any-key")
+        .bearer_auth(api_key.trim())
         .json(&serde_json::json!({
             "model": "SmolLM2-135M-Instruct",
             "messages": [{"role": "user", "content": "Say hello."}],

@@ -367,7 +367,11 @@ pub fn dev(
             account: validator,
             stake: DEV_VALIDATOR_STAKE,
         }],
-        params: Params::default(),
+        // Short epochs, so receipt roots reach the chain within seconds on a devnet.
+        params: Params {
+            epoch_blocks: 20,
+            ..Params::default()
+        },
         models: vec![default_model()],
         providers: Vec::new(),
     }

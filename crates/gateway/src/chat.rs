@@ -230,7 +230,9 @@ async fn handle(
             ))
         }
     };
-    let provider_header = HeaderValue::from_str(&provider.account.to_string()).ok();
+    // A stream names the first provider that accepted; a whole answer names the one that
+    // finished it (the final `agora` field always does).
+    let mut provider_header = HeaderValue::from_str(&provider.account.to_string()).ok();
     let mut response = if stream {
         let events = async_stream::stream! {
             while let Some(out) = rx.recv().await {
@@ -267,6 +269,9 @@ async fn handle(
                 None => return Err(ApiError::Upstream("the answer was cut off".into())),
             }
         };
+        if let Some(last) = summary.providers.last() {
+            provider_header = HeaderValue::from_str(last).ok();
+        }
         completion_body(&model, &summary)
     };
     if let Some(value) = provider_header {
@@ -526,8 +531,9 @@ impl Driver {
         }
         // The same seed everywhere, so a continued sampled answer is the one the first
         // provider would have given.
+        // The API's seed is a signed 64-bit integer; providers read its bits back as u64.
         if let Some(seed) = seed {
-            body.entry("seed").or_insert(Value::from(seed));
+            body.entry("seed").or_insert(Value::from(seed as i64));
         }
         body.insert("agora".into(), agora);
         Value::Object(body)

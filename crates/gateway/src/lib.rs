@@ -155,6 +155,7 @@ impl Gateway {
             .route("/v1/models", get(list_models))
             .route("/v1/chat/completions", post(chat::completions))
             .route("/v1/receipts/{id}", get(receipt))
+            .route("/agora/providers", get(providers))
             .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
             .route("/metrics", get(metrics_text))
             .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().into()) })
@@ -276,6 +277,33 @@ async fn receipt(
         },
         "inclusion": inclusion,
     })))
+}
+
+/// `GET /agora/providers`: every provider on the ledger with the gateway's view of its health.
+async fn providers(State(gateway): State<Arc<Gateway>>) -> Json<Value> {
+    let now = std::time::Instant::now();
+    let list: Vec<Value> = gateway
+        .directory
+        .providers()
+        .into_iter()
+        .map(|p| {
+            let stats = gateway.health.stats(&p.account);
+            json!({
+                "account": p.account.to_string(),
+                "endpoint": p.endpoint,
+                "price_in": p.price_in.to_string(),
+                "price_out": p.price_out.to_string(),
+                "healthy": !stats.cooling(now),
+                "cooldown_ms": stats.cooldown_until.map_or(0, |t| t.saturating_duration_since(now).as_millis() as u64),
+                "consecutive_failures": stats.consecutive_failures,
+                "successes": stats.successes,
+                "failures": stats.failures,
+                "ttft_ms": stats.ttft_ms,
+                "tokens_per_s": stats.tokens_per_s,
+            })
+        })
+        .collect();
+    Json(json!({ "providers": list }))
 }
 
 async fn metrics_text(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {

@@ -64,6 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = args.engine.model_config(&args.data)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        // The roles stop first, so that providers can still redeem and commit on the node.
+        let (stop_node, node_stopped) = tokio::sync::watch::channel(false);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let shutdown = move || {
             let mut stopped = stopped.clone();
@@ -72,14 +74,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         let mut tasks = tokio::task::JoinSet::new();
-        let stopping = shutdown();
-        tasks.spawn(async move {
-            agora_chain::run(node_config, stopping)
-                .await
-                .map_err(anyhow::Error::from)
+        let mut node_stopped = node_stopped;
+        let mut node = tokio::spawn(async move {
+            agora_chain::run(node_config, async move {
+                let _ = node_stopped.wait_for(|s| *s).await;
+            })
+            .await
+            .map_err(anyhow::Error::from)
         });
         wait_for_node(&rpc_url).await?;
 
+        let mut provider_urls = Vec::new();
         for index in 1..=args.providers {
             let port = if args.provider_port == 0 {
                 0
@@ -109,6 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }),
             };
             println!("devnet: provider {index} on http://{addr}");
+            provider_urls.push(format!("http://{addr}"));
             let stopping = shutdown();
             tasks.spawn(async move {
                 agora_provider::run(config, listener, stopping)
@@ -117,6 +123,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             });
         }
 
+        // Providers answer /health once registered and loaded; the gateway starts after.
+        for url in &provider_urls {
+            wait_for_health(url, &mut tasks).await?;
+        }
         let keypair = agora_rpc::keyfile::load(&chain_dir.join("keys").join("dev-0.key"))?;
         let config = agora_gateway::Config::new(&rpc_url, keypair, chain_dir.join("gateway"));
         let gateway = agora_gateway::Gateway::connect(config).await?;
@@ -133,17 +143,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
         // The first of: a signal, or any role stopping (which stops the others).
         let mut failure = None;
+        let mut node_result = None;
         tokio::select! {
             _ = shutdown_signal() => {}
             Some(result) = tasks.join_next() => {
                 failure = flatten(result).err();
             }
+            result = &mut node => node_result = Some(result),
         }
         let _ = stop.send(true);
         while let Some(result) = tasks.join_next().await {
             if let Err(err) = flatten(result) {
                 failure.get_or_insert(err);
             }
+        }
+        let _ = stop_node.send(true);
+        let node_result = match node_result {
+            Some(result) => result,
+            None => node.await,
+        };
+        if let Err(err) = flatten(node_result) {
+            failure.get_or_insert(err);
         }
         match failure {
             Some(err) => Err(err),
@@ -165,6 +185,24 @@ async fn wait_for_node(rpc_url: &str) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     anyhow::bail!("the ledger node did not answer on {rpc_url}")
+}
+
+/// Waits until `url/health` answers, failing if a role stops meanwhile.
+async fn wait_for_health(
+    url: &str,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    loop {
+        if http.get(format!("{url}/health")).send().await.is_ok() {
+            return Ok(());
+        }
+        if let Some(result) = tasks.try_join_next() {
+            flatten(result)?;
+            anyhow::bail!("a devnet role stopped during start-up");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The devnet's API key: read from `<chain>/api-key`, or issued with credit and written there.

@@ -1,0 +1,314 @@
+//! A network of real processes on loopback: `agora node`, providers and a gateway.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use agora_rpc::Client;
+
+/// A free loopback port.
+pub(crate) fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Puts the default model into `data/blobs` from the shared test cache (fetched once).
+pub(crate) fn seed_model(data: &Path) {
+    let cache = std::env::var_os("AGORA_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            home::home_dir()
+                .unwrap_or_default()
+                .join(".cache/agora-test")
+        });
+    let store = agora_store::BlobStore::open(cache.join("blobs")).expect("open test store");
+    let path = agora_store::default_model::ensure(&store, &mut |_, _| {}).expect("default model");
+    let blobs = agora_store::BlobStore::open(data.join("blobs")).expect("open the data store");
+    blobs
+        .import_file(
+            &path,
+            Some(agora_store::default_model::cid()),
+            &mut |_, _| {},
+        )
+        .expect("copy the model");
+}
+
+fn agora() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_agora"))
+}
+
+/// A log file in `dir` for a child's stderr (shown when a test fails).
+fn log_file(dir: &Path, name: &str) -> Stdio {
+    std::fs::File::create(dir.join(name)).map_or(Stdio::null(), Stdio::from)
+}
+
+/// Sends `signal` (e.g. `-KILL`) to a process.
+pub(crate) fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} failed");
+}
+
+/// Waits for a child to exit.
+pub(crate) fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One provider process and how to start it again.
+pub(crate) struct ProviderProcess {
+    /// The running process, if any.
+    pub(crate) child: Option<Child>,
+    /// Its port.
+    pub(crate) port: u16,
+    /// Its account.
+    pub(crate) account: String,
+    key: PathBuf,
+    price_in: String,
+    price_out: String,
+}
+
+/// Node, providers and gateway, killed on drop.
+pub(crate) struct Network {
+    /// Temporary folder holding everything.
+    pub(crate) dir: tempfile::TempDir,
+    /// The node's RPC URL.
+    pub(crate) rpc_url: String,
+    /// The gateway's base URL (no `/v1`).
+    pub(crate) gateway_url: String,
+    /// The client's API key.
+    pub(crate) api_key: String,
+    node: Child,
+    /// The providers, by index (dev-1, dev-2, …).
+    pub(crate) providers: Vec<ProviderProcess>,
+    gateway: Option<Child>,
+    gateway_port: u16,
+}
+
+impl Network {
+    /// Starts a node and `providers` providers (prices rising with the index), registers them,
+    /// issues an API key with `credit` AGR and starts the gateway.
+    pub(crate) async fn start(providers: usize, credit: &str) -> Network {
+        let dir = tempfile::tempdir().unwrap();
+        seed_model(dir.path());
+        let chain = dir.path().join("chain");
+        let status = agora()
+            .args(["genesis", "init", "--data-dir"])
+            .arg(&chain)
+            .args(["--accounts", &(providers + 1).to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let rpc_port = free_port();
+        let rpc_url = format!("http://127.0.0.1:{rpc_port}");
+        let node = agora()
+            .args(["node", "--data-dir"])
+            .arg(&chain)
+            .args(["--rpc-listen", &format!("127.0.0.1:{rpc_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let rpc = Client::new(&rpc_url).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while rpc.head().await.is_err() {
+            assert!(Instant::now() < deadline, "node did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut list = Vec::new();
+        for index in 1..=providers {
+            let key = chain.join("keys").join(format!("dev-{index}.key"));
+            let account = agora_rpc::keyfile::load(&key)
+                .unwrap()
+                .account_id()
+                .to_string();
+            list.push(ProviderProcess {
+                child: None,
+                port: free_port(),
+                account,
+                key,
+                price_in: format!("0.{index}"),
+                price_out: format!("0.{}", index * 2),
+            });
+        }
+        let gateway_port = free_port();
+        let mut network = Network {
+            rpc_url,
+            gateway_url: format!("http://127.0.0.1:{gateway_port}"),
+            api_key: String::new(),
+            node,
+            providers: list,
+            gateway: None,
+            gateway_port,
+            dir,
+        };
+        for index in 0..providers {
+            network.start_provider(index);
+        }
+        for index in 0..providers {
+            network.wait_provider(index).await;
+        }
+        let output = agora()
+            .args(["gateway", "add-key", "--credit", credit, "--data-dir"])
+            .arg(network.dir.path())
+            .args(["--rpc", &network.rpc_url, "--key"])
+            .arg(chain.join("keys").join("dev-0.key"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        network.api_key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        network.start_gateway().await;
+        network
+    }
+
+    /// Starts the gateway and waits until it lists every running provider.
+    pub(crate) async fn start_gateway(&mut self) {
+        let chain = self.dir.path().join("chain");
+        let child = agora()
+            .args([
+                "gateway",
+                "--listen",
+                &format!("127.0.0.1:{}", self.gateway_port),
+            ])
+            .args(["--rpc", &self.rpc_url, "--data-dir"])
+            .arg(self.dir.path())
+            .arg("--key")
+            .arg(chain.join("keys").join("dev-0.key"))
+            .stdout(Stdio::null())
+            .stderr(log_file(self.dir.path(), "gateway.log"))
+            .spawn()
+            .unwrap();
+        self.gateway = Some(child);
+        let http = reqwest::Client::new();
+        let want = self.providers.len() as u64;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(res) = http
+                .get(format!("{}/v1/models", self.gateway_url))
+                .send()
+                .await
+            {
+                let body: serde_json::Value = res.json().await.unwrap_or_default();
+                if body["data"][0]["providers"].as_u64() == Some(want) {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not list the providers"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Starts (or restarts) provider `index`.
+    pub(crate) fn start_provider(&mut self, index: usize) {
+        let p = &mut self.providers[index];
+        let child = agora()
+            .args(["provider", "--listen", &format!("127.0.0.1:{}", p.port)])
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(["--rpc", &self.rpc_url, "--key"])
+            .arg(&p.key)
+            .args(["--price-in", &p.price_in, "--price-out", &p.price_out])
+            .args(["--context", "512", "--parallel", "8", "--threads", "1"])
+            .args(["--settle-interval-ms", "1000"])
+            .stdout(Stdio::null())
+            .stderr(log_file(self.dir.path(), &format!("provider-{index}.log")))
+            .spawn()
+            .unwrap();
+        p.child = Some(child);
+    }
+
+    /// Waits until provider `index` answers `/health`.
+    pub(crate) async fn wait_provider(&mut self, index: usize) {
+        let url = format!("http://127.0.0.1:{}/health", self.providers[index].port);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while reqwest::get(&url).await.is_err() {
+            let child = self.providers[index].child.as_mut().unwrap();
+            if child.try_wait().unwrap().is_some() {
+                let log = self.dir.path().join(format!("provider-{index}.log"));
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("provider {index} exited: {log}");
+            }
+            assert!(Instant::now() < deadline, "provider {index} did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILLs provider `index`.
+    pub(crate) fn kill_provider(&mut self, index: usize) {
+        if let Some(mut child) = self.providers[index].child.take() {
+            signal(&child, "-KILL");
+            wait_exit(&mut child, Duration::from_secs(10));
+        }
+    }
+
+    /// Stops provider `index` with SIGTERM (it redeems and commits first).
+    pub(crate) fn stop_provider(&mut self, index: usize) {
+        if let Some(mut child) = self.providers[index].child.take() {
+            signal(&child, "-TERM");
+            let status = wait_exit(&mut child, Duration::from_secs(60));
+            assert!(status.success(), "provider {index}: {status}");
+        }
+    }
+
+    /// A ledger client.
+    pub(crate) fn rpc(&self) -> Client {
+        Client::new(&self.rpc_url).unwrap()
+    }
+
+    /// A chat completion request to the gateway.
+    pub(crate) fn chat(
+        &self,
+        http: &reqwest::Client,
+        body: serde_json::Value,
+    ) -> reqwest::RequestBuilder {
+        http.post(format!("{}/v1/chat/completions", self.gateway_url))
+            .bearer_auth(&self.api_key)
+            .json(&body)
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(log) = std::fs::read_to_string(self.dir.path().join("gateway.log")) {
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!(
+                    "--- gateway log (last lines, newest first) ---\n{}",
+                    tail.join("\n")
+                );
+            }
+        }
+        let mut children: Vec<&mut Child> = self
+            .providers
+            .iter_mut()
+            .filter_map(|p| p.child.as_mut())
+            .collect();
+        if let Some(g) = self.gateway.as_mut() {
+            children.push(g);
+        }
+        children.push(&mut self.node);
+        for child in children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
