@@ -27,7 +27,7 @@ enum Command {
     /// Run a local network on this machine with the bundled model.
     Devnet(cmd::devnet::Args),
     /// Serve models over the OpenAI API as a provider.
-    Provider(cmd::provider::Args),
+    Provider(Box<cmd::provider::Args>),
     /// Serve the OpenAI API in front of the network's providers.
     Gateway(cmd::gateway::Args),
     /// Check receipts.
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Devnet(args) => cmd::devnet::run(args),
-        Command::Provider(args) => cmd::provider::run(args),
+        Command::Provider(args) => cmd::provider::run(*args),
         Command::Gateway(args) => cmd::gateway::run(args),
         Command::Receipt(command) => cmd::receipt::run(command),
         Command::Model(command) => cmd::model::run(command),

@@ -38,7 +38,7 @@ enum Payer {
     /// A client with credit under this API key.
     Credit(String),
     /// An agent paying the provider directly with its own voucher.
-    Direct(SignedVoucher, String),
+    Direct(Box<SignedVoucher>, String),
 }
 
 /// What the driver tells the handler.
@@ -331,7 +331,7 @@ fn payer(gateway: &Gateway, headers: &HeaderMap) -> Result<Option<Payer>, ApiErr
         let voucher: SignedVoucher = encoding::decode(&bytes).map_err(|err| {
             ApiError::bad(format!("PAYMENT-SIGNATURE does not decode: {err}"), None)
         })?;
-        return Ok(Some(Payer::Direct(voucher, text)));
+        return Ok(Some(Payer::Direct(Box::new(voucher), text)));
     }
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
