@@ -1,38 +1,13 @@
 //! `agora devnet` as a newcomer runs it: a real process, real ports, a real chat completion.
 
 use std::{
-    net::TcpListener,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use agora_rpc::Client;
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("addr").port()
-}
-
-/// Puts the default model into `data/blobs` from the shared test cache (fetched once).
-fn seed_model(data: &std::path::Path) {
-    let cache = std::env::var_os("AGORA_TEST_DATA")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            home::home_dir()
-                .unwrap_or_default()
-                .join(".cache/agora-test")
-        });
-    let store = agora_store::BlobStore::open(cache.join("blobs")).expect("open test store");
-    let path = agora_store::default_model::ensure(&store, &mut |_, _| {}).expect("default model");
-    let blobs = agora_store::BlobStore::open(data.join("blobs")).expect("open devnet store");
-    blobs
-        .import_file(
-            &path,
-            Some(agora_store::default_model::cid()),
-            &mut |_, _| {},
-        )
-        .expect("copy the model");
-}
+use crate::network::{free_port, seed_model};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devnet_serves_chat_and_produces_blocks_then_stops_on_sigterm() {

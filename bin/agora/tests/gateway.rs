@@ -35,47 +35,22 @@ async fn routing_preferences_are_honoured() {
     let http = reqwest::Client::new();
     let [p1, p2, p3] = [0, 1, 2].map(|i| network.providers[i].account.clone());
 
-    let mut body = ask("Hi.", 2);
-    body["provider"] = json!({"sort": "price"});
-    assert_eq!(
-        served_by(&network, &http, body).await,
-        (200, p1.clone()),
-        "cheapest"
-    );
-
-    body = ask("Hi.", 2);
-    body["provider"] = json!({"only": [p3]});
-    assert_eq!(
-        served_by(&network, &http, body).await,
-        (200, p3.clone()),
-        "only"
-    );
-
-    body = ask("Hi.", 2);
-    body["provider"] = json!({"ignore": [p1, p2], "sort": "price"});
-    assert_eq!(
-        served_by(&network, &http, body).await,
-        (200, p3.clone()),
-        "ignore"
-    );
-
-    body = ask("Hi.", 2);
-    body["provider"] = json!({"order": [p2, p1]});
-    assert_eq!(
-        served_by(&network, &http, body).await,
-        (200, p2.clone()),
-        "order"
-    );
-
     // p2 and p3 charge 0.4 and 0.6 AGR per million completion tokens.
-    body = ask("Hi.", 2);
-    body["provider"] = json!({"max_price": {"completion": 0.3}});
-    assert_eq!(
-        served_by(&network, &http, body).await,
-        (200, p1.clone()),
-        "max_price"
-    );
+    let cases = [
+        ("cheapest", json!({"sort": "price"}), &p1),
+        ("only", json!({"only": [p3]}), &p3),
+        ("ignore", json!({"ignore": [p1, p2], "sort": "price"}), &p3),
+        ("order", json!({"order": [p2, p1]}), &p2),
+        ("max_price", json!({"max_price": {"completion": 0.3}}), &p1),
+    ];
+    for (what, preferences, expected) in cases {
+        let mut body = ask("Hi.", 2);
+        body["provider"] = preferences;
+        let served = served_by(&network, &http, body).await;
+        assert_eq!(served, (200, expected.clone()), "{what}");
+    }
 
+    let mut body;
     body = ask("Hi.", 2);
     body["provider"] = json!({"max_price": {"completion": 0.1}});
     let res = network.chat(&http, body).send().await.unwrap();
@@ -193,24 +168,14 @@ async fn a_provider_returning_garbage_is_a_failure_not_an_answer() {
     let http = reqwest::Client::new();
     let port = garbage_server().await;
     // A funded account registers the garbage endpoint with the real CLI.
-    let key = network.dir.path().join("chain/keys/dev-0.key");
     let liar = tempfile::tempdir().unwrap();
     let liar_key = liar.path().join("liar.key");
     let keypair = agora_types::Keypair::from_seed(b"garbage provider");
     agora_rpc::keyfile::save(&liar_key, &keypair).unwrap();
     let rpc = network.rpc();
-    let funder = agora_rpc::keyfile::load(&key).unwrap();
-    rpc.sign_and_submit(
-        &funder,
-        TxBody::Transfer {
-            to: keypair.account_id(),
-            amount: 1_000 * agora_types::UNITS_PER_AGR,
-        },
-        None,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    network
+        .fund(keypair.account_id(), 1_000 * agora_types::UNITS_PER_AGR)
+        .await;
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_agora"))
         .args([
             "provider",
@@ -285,21 +250,7 @@ async fn a_provider_returning_garbage_is_a_failure_not_an_answer() {
             "{text}"
         );
     }
-    let list: Value = http
-        .get(format!("{}/agora/providers", network.gateway_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let liar_health = list["providers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["account"] == liar_account.as_str())
-        .unwrap()
-        .clone();
+    let liar_health = provider_state(&http, &network.gateway_url, &liar_account).await;
     assert!(
         liar_health["failures"].as_u64().unwrap() >= 1,
         "{liar_health}"
@@ -341,23 +292,13 @@ async fn providers_refuse_bad_vouchers_and_claim_only_what_they_served() {
     let rpc = network.rpc();
     let head = rpc.head().await.unwrap();
     let chain_id = agora_types::ChainId::new(&head.chain_id).unwrap();
-    let funder =
-        agora_rpc::keyfile::load(&network.dir.path().join("chain/keys/dev-0.key")).unwrap();
     let provider: agora_types::AccountId = network.providers[0].account.parse().unwrap();
     let other: agora_types::AccountId = network.providers[1].account.parse().unwrap();
     // An agent with its own key and funds (not the gateway's key).
     let agent = agora_types::Keypair::from_seed(b"agent paying directly");
-    rpc.sign_and_submit(
-        &funder,
-        TxBody::Transfer {
-            to: agent.account_id(),
-            amount: 10 * agora_types::UNITS_PER_AGR,
-        },
-        None,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    network
+        .fund(agent.account_id(), 10 * agora_types::UNITS_PER_AGR)
+        .await;
 
     // The agent opens its own channel to provider 1 with 0.001 AGR.
     let deposit: Amount = 1_000_000;
@@ -664,16 +605,7 @@ async fn read_stream(res: reqwest::Response) -> (String, Value) {
 /// Scores each differing answer with the model and checks every token is within the
 /// measured greedy tolerance of the best.
 async fn check_greedy(prompts: &[String], differing: &[(usize, String)]) {
-    let cache = std::env::var_os("AGORA_TEST_DATA")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            home::home_dir()
-                .unwrap_or_default()
-                .join(".cache/agora-test")
-        });
-    let store = agora_store::BlobStore::open(cache.join("blobs")).unwrap();
-    let path = agora_store::default_model::ensure(&store, &mut |_, _| {}).unwrap();
-    let mut config = agora_engine::EngineConfig::for_model(path);
+    let mut config = agora_engine::EngineConfig::for_model(crate::network::default_model());
     config.context_per_sequence = 512;
     config.max_sequences = 1;
     let engine = agora_engine::Engine::load(config).unwrap();

@@ -15,8 +15,8 @@ pub(crate) fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// Puts the default model into `data/blobs` from the shared test cache (fetched once).
-pub(crate) fn seed_model(data: &Path) {
+/// The default model in the shared test cache (`AGORA_TEST_DATA`), fetched once.
+pub(crate) fn default_model() -> PathBuf {
     let cache = std::env::var_os("AGORA_TEST_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -25,7 +25,12 @@ pub(crate) fn seed_model(data: &Path) {
                 .join(".cache/agora-test")
         });
     let store = agora_store::BlobStore::open(cache.join("blobs")).expect("open test store");
-    let path = agora_store::default_model::ensure(&store, &mut |_, _| {}).expect("default model");
+    agora_store::default_model::ensure(&store, &mut |_, _| {}).expect("default model")
+}
+
+/// Puts the default model into `data/blobs` from the shared test cache.
+pub(crate) fn seed_model(data: &Path) {
+    let path = default_model();
     let blobs = agora_store::BlobStore::open(data.join("blobs")).expect("open the data store");
     blobs
         .import_file(
@@ -267,6 +272,23 @@ impl Network {
             let status = wait_exit(&mut child, Duration::from_secs(60));
             assert!(status.success(), "provider {index}: {status}");
         }
+    }
+
+    /// Sends `amount` from the funded dev account `dev-0` to `to`.
+    pub(crate) async fn fund(&self, to: agora_types::AccountId, amount: agora_types::Amount) {
+        let funder = self.dir.path().join("chain/keys/dev-0.key");
+        let funder = agora_rpc::keyfile::load(&funder).unwrap();
+        let status = self
+            .rpc()
+            .sign_and_submit(
+                &funder,
+                agora_types::TxBody::Transfer { to, amount },
+                None,
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status.success, Some(true), "{status:?}");
     }
 
     /// A ledger client.
