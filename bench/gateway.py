@@ -66,11 +66,12 @@ def run(url, headers, n, concurrency, stream):
                 if stream:
                     with client.stream("POST", f"{url}/v1/chat/completions", json=body) as res:
                         assert res.status_code == 200, res.read()
-                        for line in res.iter_lines():
+                        lines = res.iter_lines()
+                        for line in lines:
                             if line.startswith("data: ") and '"content":"' in line and '"content":""' not in line:
                                 break
                         elapsed = time.perf_counter() - start
-                        for _ in res.iter_lines():
+                        for _ in lines:
                             pass
                 else:
                     res = client.post(f"{url}/v1/chat/completions", json=body)
@@ -79,11 +80,21 @@ def run(url, headers, n, concurrency, stream):
                 with lock:
                     times.append(elapsed * 1000)
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    errors = []
+
+    def guarded():
+        try:
+            worker()
+        except Exception as err:  # reported below; a benchmark with failures means nothing
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=guarded) for _ in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if errors:
+        raise SystemExit(f"{url}: {len(errors)} workers failed, first: {errors[0]}")
     times.sort()
     return statistics.median(times), times[int(len(times) * 0.99) - 1]
 

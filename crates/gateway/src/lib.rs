@@ -212,11 +212,27 @@ pub async fn serve(
             }
         })
     };
+    let saver = {
+        let wallet = Arc::clone(&gateway.wallet);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let wallet = Arc::clone(&wallet);
+                let _ = tokio::task::spawn_blocking(move || wallet.flush()).await;
+            }
+        })
+    };
     tracing::info!(target: "agora::gateway", addr = ?listener.local_addr().ok(), "serving the OpenAI API");
-    let served = axum::serve(listener, gateway.router())
+    // Small SSE writes go out at once: Nagle's algorithm would hold each behind the last ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let served = axum::serve(listener, Arc::clone(&gateway).router())
         .with_graceful_shutdown(shutdown)
         .await;
     background.abort();
+    saver.abort();
+    gateway.wallet.flush();
     served?;
     Ok(())
 }

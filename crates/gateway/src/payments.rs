@@ -74,6 +74,10 @@ pub struct Wallet {
     path: PathBuf,
     /// One ledger transaction at a time (nonces), and one channel opening per provider.
     tx_lock: tokio::sync::Mutex<()>,
+    /// Changed since the last save; [`Wallet::flush`] writes it off the request path.
+    dirty: std::sync::atomic::AtomicBool,
+    /// One writer of the state file at a time.
+    save_lock: Mutex<()>,
 }
 
 /// Why a client may not spend.
@@ -114,6 +118,8 @@ impl Wallet {
             state: Mutex::new(state),
             path,
             tx_lock: tokio::sync::Mutex::new(()),
+            dirty: std::sync::atomic::AtomicBool::new(false),
+            save_lock: Mutex::new(()),
         }))
     }
 
@@ -167,20 +173,28 @@ impl Wallet {
 
     /// Ends a key's reservation, debiting `charge`.
     pub fn settle_credit(&self, key: &str, quote: Amount, charge: Amount) {
-        {
-            let mut state = self.lock();
-            if let Some(entry) = state.keys.get_mut(key) {
-                entry.reserved = entry.reserved.saturating_sub(quote);
-                entry.credit = entry.credit.saturating_sub(charge);
-            }
+        let mut state = self.lock();
+        if let Some(entry) = state.keys.get_mut(key) {
+            entry.reserved = entry.reserved.saturating_sub(quote);
+            entry.credit = entry.credit.saturating_sub(charge);
         }
-        if let Err(err) = self.save() {
-            tracing::error!(target: "agora::gateway", %err, "cannot save the gateway state");
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Saves the state if it changed since the last save (the gateway calls this a few times
+    /// a second and at shutdown, so requests never wait on the disk).
+    pub fn flush(&self) {
+        if self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            if let Err(err) = self.save() {
+                self.dirty.store(true, std::sync::atomic::Ordering::Release);
+                tracing::error!(target: "agora::gateway", %err, "cannot save the gateway state");
+            }
         }
     }
 
     /// Writes the state atomically (temp file, then rename).
     fn save(&self) -> Result<(), Error> {
+        let _writer = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
         let bytes = serde_json::to_vec_pretty(&*self.lock())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         if let Some(parent) = self.path.parent() {
@@ -230,16 +244,12 @@ impl Wallet {
 
     /// Ends a request on `provider`'s channel: releases `quote`, books `charge`.
     pub fn settle_channel(&self, provider: &AccountId, quote: Amount, charge: Amount) {
-        {
-            let mut state = self.lock();
-            if let Some(c) = state.channels.get_mut(&provider.to_string()) {
-                c.reserved = c.reserved.saturating_sub(quote);
-                c.billed = c.billed.saturating_add(charge);
-            }
+        let mut state = self.lock();
+        if let Some(c) = state.channels.get_mut(&provider.to_string()) {
+            c.reserved = c.reserved.saturating_sub(quote);
+            c.billed = c.billed.saturating_add(charge);
         }
-        if let Err(err) = self.save() {
-            tracing::error!(target: "agora::gateway", %err, "cannot save the gateway state");
-        }
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Opens a channel to `provider`, or tops the existing one up, so that `quote` fits.

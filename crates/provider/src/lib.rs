@@ -224,6 +224,10 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(target: "agora::provider", ?addr, "serving the OpenAI API");
+    // Small SSE writes go out at once: Nagle's algorithm would hold each behind the last ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, provider.router())
         .with_graceful_shutdown(shutdown)
         .await?;
