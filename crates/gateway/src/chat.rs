@@ -137,10 +137,10 @@ async fn handle(
             )
         })?,
     };
-    // Checked here so that a malformed request never costs a provider round trip.
-    let parsed: agora_api::ChatCompletionRequest =
-        serde_json::from_value(Value::Object(request.clone()))
-            .map_err(|err| ApiError::bad(format!("invalid request body: {err}"), None))?;
+    // Checked here so that a malformed request never costs a provider round trip (the typed
+    // request ignores the `provider` object, as it ignores every unknown field).
+    let parsed: agora_api::ChatCompletionRequest = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::bad(format!("invalid request body: {err}"), None))?;
     let model = gateway
         .directory
         .model(&parsed.model)
@@ -380,11 +380,10 @@ fn payment_required(
     }
 }
 
-/// The most a request may cost at a provider's prices.
+/// The most a request may cost at a provider's prices (an overflow quotes more than any
+/// credit or channel holds, so the request is refused).
 fn quote(input: u64, max_tokens: u64, price_in: Amount, price_out: Amount) -> Amount {
-    let cost =
-        |tokens, price| agora_types::amount::cost_per_million(tokens, price).unwrap_or(Amount::MAX);
-    cost(input, price_in).saturating_add(cost(max_tokens, price_out))
+    agora_types::amount::token_cost(input, max_tokens, price_in, price_out).unwrap_or(Amount::MAX)
 }
 
 fn unix_now() -> u64 {

@@ -143,11 +143,6 @@ impl Gateway {
         Ok(gateway)
     }
 
-    /// Failovers that happened after an answer had started.
-    pub fn mid_stream_failovers(&self) -> u64 {
-        self.metrics.mid_stream_failovers()
-    }
-
     /// The HTTP routes.
     pub fn router(self: Arc<Self>) -> Router {
         let limit = self.config.max_body_bytes;

@@ -42,11 +42,6 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Failovers after the answer started.
-    pub(crate) fn mid_stream_failovers(&self) -> u64 {
-        self.failovers_mid_stream.load(Ordering::Relaxed)
-    }
-
     /// The Prometheus text.
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();

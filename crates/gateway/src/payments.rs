@@ -14,7 +14,7 @@ use std::{
 };
 
 use agora_rpc::Client;
-use agora_types::{encoding, AccountId, Amount, ChainId, Hash, Keypair, SignedTx, TxBody, Voucher};
+use agora_types::{encoding, AccountId, Amount, ChainId, Hash, Keypair, TxBody, Voucher};
 use serde::{Deserialize, Serialize};
 
 /// How long a channel transaction may take to commit.
@@ -322,29 +322,9 @@ impl Wallet {
     }
 
     async fn submit(&self, body: TxBody) -> Result<(), Error> {
-        let account = self
-            .rpc
-            .account(&self.account())
-            .await
-            .map_err(|e| Error::Ledger(e.to_string()))?;
-        let params = self
-            .rpc
-            .params()
-            .await
-            .map_err(|e| Error::Ledger(e.to_string()))?;
-        let fee: Amount = params
-            .get("min_fee")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let tx = SignedTx::sign(&self.keypair, &self.chain_id, account.nonce, fee, body);
-        let hash = self
-            .rpc
-            .submit_tx(&tx)
-            .await
-            .map_err(|e| Error::Ledger(e.to_string()))?;
         let status = self
             .rpc
-            .wait_for_tx(&hash, TX_TIMEOUT)
+            .sign_and_submit(&self.keypair, body, None, TX_TIMEOUT)
             .await
             .map_err(|e| Error::Ledger(e.to_string()))?;
         match status.success {

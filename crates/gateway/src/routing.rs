@@ -1,6 +1,6 @@
 //! Choosing providers: candidates from the ledger, OpenRouter's `provider` preferences, health.
 
-use agora_types::{AccountId, Amount, UNITS_PER_AGR};
+use agora_types::{Amount, UNITS_PER_AGR};
 use rand::Rng;
 use serde::Deserialize;
 
@@ -187,9 +187,4 @@ fn weighted_shuffle(list: &mut Vec<Candidate>, rng: &mut impl Rng) {
         out.push(list.remove(index));
     }
     *list = out;
-}
-
-/// Parses a provider named in a voucher or preference.
-pub fn parse_account(text: &str) -> Option<AccountId> {
-    text.parse().ok()
 }

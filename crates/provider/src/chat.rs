@@ -140,12 +140,14 @@ async fn handle(
                 .request
                 .max_tokens
                 .map_or(context.saturating_sub(input), |n| n as usize);
-            let quote = payments::quote(
+            // An overflowing quote exceeds any deposit, so the voucher check refuses it.
+            let quote = agora_types::amount::token_cost(
                 input as u64,
                 max_tokens as u64,
                 model.price_in,
                 model.price_out,
-            );
+            )
+            .unwrap_or(agora_types::Amount::MAX);
             Some(Billing {
                 hold: payments.accept(voucher, quote).await?,
             })

@@ -519,11 +519,6 @@ impl Payments {
 }
 
 impl Hold {
-    /// The amount the request quoted (the most it may be charged).
-    pub fn quote(&self) -> Amount {
-        self.quote
-    }
-
     /// Signs the receipt for a finished request, books its charge and releases the rest of
     /// the quote.
     pub fn settle(mut self, served: Served) -> SignedReceipt {
@@ -593,12 +588,6 @@ impl Drop for Hold {
 pub fn receipt_root(ids: &[Hash]) -> Hash {
     let leaves: Vec<Hash> = ids.iter().map(|id| merkle::leaf_hash(&id.0)).collect();
     merkle::root(&leaves)
-}
-
-/// The most a request may cost: its input at `price_in` plus `max_tokens` at `price_out`.
-pub fn quote(input_tokens: u64, max_tokens: u64, price_in: Amount, price_out: Amount) -> Amount {
-    let cost = |tokens, price| amount::cost_per_million(tokens, price).unwrap_or(Amount::MAX);
-    cost(input_tokens, price_in).saturating_add(cost(max_tokens, price_out))
 }
 
 fn same_record(record: &agora_rpc::wire::Provider, info: &ProviderInfo) -> bool {

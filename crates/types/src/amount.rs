@@ -52,6 +52,21 @@ pub fn cost_per_million(tokens: u64, price_per_million: Amount) -> Result<Amount
     Ok(total.div_ceil(1_000_000))
 }
 
+/// The price of `input` prompt tokens at `price_in` plus `output` completion tokens at
+/// `price_out` (both per million tokens), each rounded up: a receipt's charge, and with the
+/// request's maximum output a quote.
+pub fn token_cost(
+    input: u64,
+    output: u64,
+    price_in: Amount,
+    price_out: Amount,
+) -> Result<Amount, Error> {
+    add(
+        cost_per_million(input, price_in)?,
+        cost_per_million(output, price_out)?,
+    )
+}
+
 /// Formats base units as decimal AGR, e.g. `1.5 AGR`.
 pub fn format_agr(amount: Amount) -> String {
     let whole = amount / UNITS_PER_AGR;

@@ -81,9 +81,11 @@ impl Receipt {
     /// rounded up to a whole base unit. The voucher covered a quoted maximum; the payee claims
     /// only this, so the rest is refunded.
     pub fn charge(&self) -> Result<Amount, crate::amount::Error> {
-        crate::amount::add(
-            crate::amount::cost_per_million(u64::from(self.prompt_tokens), self.price_in)?,
-            crate::amount::cost_per_million(u64::from(self.completion_tokens), self.price_out)?,
+        crate::amount::token_cost(
+            u64::from(self.prompt_tokens),
+            u64::from(self.completion_tokens),
+            self.price_in,
+            self.price_out,
         )
     }
 }
