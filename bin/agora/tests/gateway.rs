@@ -176,22 +176,17 @@ async fn a_provider_returning_garbage_is_a_failure_not_an_answer() {
     network
         .fund(keypair.account_id(), 1_000 * agora_types::UNITS_PER_AGR)
         .await;
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args([
-            "provider",
-            "register",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--rpc", &network.rpc_url, "--key"])
-        .arg(&liar_key)
-        .args(["--price-in", "0.001", "--price-out", "0.001"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    crate::network::run_ok(
+        crate::network::agora()
+            .args([
+                "provider",
+                "register",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(["--rpc", &network.rpc_url, "--key"])
+            .arg(&liar_key)
+            .args(["--price-in", "0.001", "--price-out", "0.001"]),
     );
     let liar_account = keypair.account_id().to_string();
     let registered = rpc
@@ -203,23 +198,10 @@ async fn a_provider_returning_garbage_is_a_failure_not_an_answer() {
 
     // Wait until the gateway sees it, then ask for it first: the garbage is never forwarded.
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let list: Value = http
-            .get(format!("{}/agora/providers", network.gateway_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if list["providers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["account"] == liar_account.as_str())
-        {
-            break;
-        }
+    while provider_state(&http, &network.gateway_url, &liar_account)
+        .await
+        .is_none()
+    {
         assert!(
             Instant::now() < deadline,
             "gateway never listed the new provider"
@@ -250,7 +232,9 @@ async fn a_provider_returning_garbage_is_a_failure_not_an_answer() {
             "{text}"
         );
     }
-    let liar_health = provider_state(&http, &network.gateway_url, &liar_account).await;
+    let liar_health = provider_state(&http, &network.gateway_url, &liar_account)
+        .await
+        .unwrap();
     assert!(
         liar_health["failures"].as_u64().unwrap() >= 1,
         "{liar_health}"
@@ -276,13 +260,17 @@ fn voucher(
     hex::encode(agora_types::encode(&signed))
 }
 
-fn tokens_in(metrics: &str) -> u64 {
+/// The value of the first Prometheus sample named `name` in `metrics`.
+fn metric(metrics: &str, name: &str) -> Option<u64> {
     metrics
         .lines()
-        .find(|l| l.starts_with("agora_provider_tokens_in_total"))
+        .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+}
+
+fn tokens_in(metrics: &str) -> u64 {
+    metric(metrics, "agora_provider_tokens_in_total").unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -523,8 +511,16 @@ async fn a_provider_killed_mid_stream_is_replaced_without_a_failed_request() {
         .text()
         .await
         .unwrap();
-    eprintln!("{equal}/50 equal to the undisturbed answer; {metrics}");
-    assert!(metrics.contains("agora_gateway_failovers_mid_stream_total"));
+    let counter = |name: &str| {
+        metric(&metrics, name).unwrap_or_else(|| panic!("{name} missing from {metrics}"))
+    };
+    let mid_stream = counter("agora_gateway_failovers_mid_stream_total");
+    let before_first = counter("agora_gateway_retries_before_first_token_total");
+    eprintln!("{equal}/50 equal to the undisturbed answer; {mid_stream} mid-stream failovers, {before_first} retries before the first token");
+    assert!(
+        mid_stream + before_first >= 1,
+        "the kill moved no request: {metrics}"
+    );
     // Answers that differ must still be greedy under the model, within the measured tolerance.
     if !differing.is_empty() {
         check_greedy(&prompts, &differing).await;
@@ -532,13 +528,17 @@ async fn a_provider_killed_mid_stream_is_replaced_without_a_failed_request() {
 
     // The killed provider is cooling down, and is probed back once it restarts.
     let killed = network.providers[0].account.clone();
-    let state = provider_state(&http, &network.gateway_url, &killed).await;
+    let state = provider_state(&http, &network.gateway_url, &killed)
+        .await
+        .unwrap();
     assert!(state["failures"].as_u64().unwrap() >= 1, "{state}");
     network.start_provider(0);
     network.wait_provider(0).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let state = provider_state(&http, &network.gateway_url, &killed).await;
+        let state = provider_state(&http, &network.gateway_url, &killed)
+            .await
+            .unwrap();
         if state["healthy"] == true && state["consecutive_failures"] == 0 {
             break;
         }
@@ -550,8 +550,8 @@ async fn a_provider_killed_mid_stream_is_replaced_without_a_failed_request() {
     }
 }
 
-/// The gateway's view of one provider.
-async fn provider_state(http: &reqwest::Client, gateway: &str, account: &str) -> Value {
+/// The gateway's view of one provider, if it lists it.
+async fn provider_state(http: &reqwest::Client, gateway: &str, account: &str) -> Option<Value> {
     let list: Value = http
         .get(format!("{gateway}/agora/providers"))
         .send()
@@ -566,7 +566,6 @@ async fn provider_state(http: &reqwest::Client, gateway: &str, account: &str) ->
         .iter()
         .find(|p| p["account"] == account)
         .cloned()
-        .unwrap()
 }
 
 /// Reads a streamed answer, checking that it is well formed; returns its text and usage.

@@ -41,8 +41,20 @@ pub(crate) fn seed_model(data: &Path) {
         .expect("copy the model");
 }
 
-fn agora() -> Command {
+/// The `agora` binary under test.
+pub(crate) fn agora() -> Command {
     Command::new(env!("CARGO_BIN_EXE_agora"))
+}
+
+/// Runs a one-shot command, asserting success; returns its stdout.
+pub(crate) fn run_ok(command: &mut Command) -> String {
+    let output = command.output().expect("run the command");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A log file in `dir` for a child's stderr (shown when a test fails).
@@ -108,14 +120,12 @@ impl Network {
         let dir = tempfile::tempdir().unwrap();
         seed_model(dir.path());
         let chain = dir.path().join("chain");
-        let status = agora()
-            .args(["genesis", "init", "--data-dir"])
-            .arg(&chain)
-            .args(["--accounts", &(providers + 1).to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        run_ok(
+            agora()
+                .args(["genesis", "init", "--data-dir"])
+                .arg(&chain)
+                .args(["--accounts", &(providers + 1).to_string()]),
+        );
         let rpc_port = free_port();
         let rpc_url = format!("http://127.0.0.1:{rpc_port}");
         let node = agora()
@@ -165,19 +175,14 @@ impl Network {
         for index in 0..providers {
             network.wait_provider(index).await;
         }
-        let output = agora()
-            .args(["gateway", "add-key", "--credit", credit, "--data-dir"])
-            .arg(network.dir.path())
-            .args(["--rpc", &network.rpc_url, "--key"])
-            .arg(chain.join("keys").join("dev-0.key"))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        let issued = run_ok(
+            agora()
+                .args(["gateway", "add-key", "--credit", credit, "--data-dir"])
+                .arg(network.dir.path())
+                .args(["--rpc", &network.rpc_url, "--key"])
+                .arg(chain.join("keys").join("dev-0.key")),
         );
-        network.api_key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        network.api_key = issued.trim().to_owned();
         network.start_gateway().await;
         network
     }
