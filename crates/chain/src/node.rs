@@ -426,6 +426,44 @@ impl Node {
         Ok(wire::params(&params))
     }
 
+    /// `supply`.
+    pub(crate) fn supply(&self) -> Result<wire::Supply, RpcFailure> {
+        let snapshot = self.snapshot()?;
+        let supply = agora_ledger::query::supply(&snapshot).map_err(RpcFailure::internal)?;
+        let total = supply
+            .genesis
+            .saturating_add(supply.minted)
+            .saturating_sub(supply.burned);
+        Ok(wire::Supply {
+            liquid: supply.liquid.to_string(),
+            bonded: supply.bonded.to_string(),
+            unbonding: supply.unbonding.to_string(),
+            escrowed: supply.escrowed.to_string(),
+            burned: supply.burned.to_string(),
+            minted: supply.minted.to_string(),
+            genesis: supply.genesis.to_string(),
+            total: total.to_string(),
+        })
+    }
+
+    /// `validators`.
+    pub(crate) fn validators(&self) -> Result<Vec<wire::Validator>, RpcFailure> {
+        let snapshot = self.snapshot()?;
+        let validators =
+            agora_ledger::query::validators(&snapshot).map_err(RpcFailure::internal)?;
+        validators
+            .iter()
+            .map(|validator| {
+                let account = agora_ledger::query::account(&snapshot, &validator.account)
+                    .map_err(RpcFailure::internal)?;
+                Ok(wire::Validator {
+                    account: validator.account.to_string(),
+                    bonded: account.bonded.to_string(),
+                })
+            })
+            .collect()
+    }
+
     /// `block`.
     pub(crate) fn block(
         &self,

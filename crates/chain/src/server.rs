@@ -212,6 +212,8 @@ fn dispatch(node: &Node, name: &str, raw: Value) -> Result<Value, RpcFailure> {
         }
         method::HEAD => to_value(node.head_wire()),
         method::PARAMS => to_value(node.params()?),
+        method::SUPPLY => to_value(node.supply()?),
+        method::VALIDATORS => to_value(node.validators()?),
         method::PROOF => {
             let p: wire::ProofParams = params(raw)?;
             to_value(node.proof(&p)?)

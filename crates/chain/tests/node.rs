@@ -366,6 +366,10 @@ async fn metrics_and_health_are_served() {
     assert_eq!(models[0].status, "active");
     let params = node.client.params().await.expect("params");
     assert!(params.contains_key("min_fee"));
+    let supply = node.client.supply().await.expect("supply");
+    assert_eq!(supply.total, supply.genesis, "nothing minted or burned yet");
+    let validators = node.client.validators().await.expect("validators");
+    assert_eq!(validators.len(), 1);
     node.stop().await;
 }
 

@@ -255,6 +255,16 @@ impl Client {
         self.call(method::PARAMS, serde_json::Value::Null).await
     }
 
+    /// Supply counters.
+    pub async fn supply(&self) -> Result<wire::Supply, Error> {
+        self.call(method::SUPPLY, serde_json::Value::Null).await
+    }
+
+    /// The validator set with each validator's bonded stake.
+    pub async fn validators(&self) -> Result<Vec<wire::Validator>, Error> {
+        self.call(method::VALIDATORS, serde_json::Value::Null).await
+    }
+
     /// An inclusion proof of an account or provider entry.
     pub async fn proof(
         &self,

@@ -63,6 +63,10 @@ pub mod method {
     pub const HEAD: &str = "head";
     /// Ledger parameters: no params → [`crate::wire::Params`].
     pub const PARAMS: &str = "params";
+    /// Supply counters: no params → [`crate::wire::Supply`].
+    pub const SUPPLY: &str = "supply";
+    /// The validator set: no params → [`crate::wire::Validator`] list.
+    pub const VALIDATORS: &str = "validators";
     /// An inclusion proof: [`crate::wire::ProofParams`] → [`crate::wire::Proof`].
     pub const PROOF: &str = "proof";
 }

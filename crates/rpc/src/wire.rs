@@ -351,6 +351,36 @@ pub struct Head {
     pub mempool: u64,
 }
 
+/// Result of `supply`: the ledger's supply counters, decimal strings of base units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supply {
+    /// Sum of all balances.
+    pub liquid: String,
+    /// Sum of all bonded stake.
+    pub bonded: String,
+    /// Sum of all unbonding entries.
+    pub unbonding: String,
+    /// Held in channels and proposal deposits.
+    pub escrowed: String,
+    /// Burned (fees, slashes, failed deposits).
+    pub burned: String,
+    /// Minted after genesis.
+    pub minted: String,
+    /// Allocated at genesis.
+    pub genesis: String,
+    /// Genesis plus minted minus burned.
+    pub total: String,
+}
+
+/// One entry of `validators`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validator {
+    /// bech32m account id.
+    pub account: String,
+    /// Its bonded stake (base units).
+    pub bonded: String,
+}
+
 /// Result of `params`: every parameter by name, values as decimal strings.
 pub type Params = BTreeMap<String, String>;
 
