@@ -46,6 +46,9 @@ pub enum ApiError {
     /// No provider can take the request (503), and why.
     #[error("{0}")]
     NoRoute(NoRoute),
+    /// The ledger node did not answer a query the route needs (503).
+    #[error("ledger unreachable: {0}")]
+    LedgerUnavailable(String),
     /// Every provider tried failed (502).
     #[error("{0}")]
     Upstream(String),
@@ -76,7 +79,9 @@ impl ApiError {
             ApiError::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NoRoute(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoRoute(_) | ApiError::LedgerUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Forwarded { status, .. } => *status,
         }
@@ -96,6 +101,9 @@ impl ApiError {
             ApiError::NotFound(_) => ("invalid_request_error", None, Some("not_found")),
             ApiError::TooLarge { .. } => ("invalid_request_error", None, Some("request_too_large")),
             ApiError::NoRoute(_) => ("service_unavailable", None, Some("no_provider")),
+            ApiError::LedgerUnavailable(_) => {
+                ("service_unavailable", None, Some("ledger_unreachable"))
+            }
             ApiError::Upstream(_) => ("server_error", None, Some("upstream_failed")),
             ApiError::Forwarded { .. } => ("invalid_request_error", None, None),
         };
@@ -118,7 +126,7 @@ impl IntoResponse for ApiError {
                     .insert(agora_api::PAYMENT_REQUIRED_HEADER, value);
             }
         }
-        if matches!(self, ApiError::NoRoute(_)) {
+        if matches!(self, ApiError::NoRoute(_) | ApiError::LedgerUnavailable(_)) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 HeaderValue::from_static("1"),

@@ -3,9 +3,9 @@
 //! and throughput are tracked as moving averages.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::Mutex,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use agora_types::AccountId;
@@ -16,6 +16,8 @@ pub const BASE_COOLDOWN: Duration = Duration::from_millis(500);
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(30);
 /// Weight of a new sample in the moving averages.
 const EWMA_ALPHA: f64 = 0.2;
+/// Health transitions kept (all providers together).
+const MAX_TRANSITIONS: usize = 512;
 
 /// What the gateway knows about one provider.
 #[derive(Clone, Debug, Default)]
@@ -41,10 +43,22 @@ impl ProviderStats {
     }
 }
 
+/// A provider went into cooldown or came back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The provider.
+    pub account: AccountId,
+    /// Whether it is healthy after the transition.
+    pub healthy: bool,
+}
+
 /// Health of every provider seen.
 #[derive(Default)]
 pub struct HealthBook {
     stats: Mutex<HashMap<AccountId, ProviderStats>>,
+    transitions: Mutex<VecDeque<Transition>>,
 }
 
 fn ewma(old: Option<f64>, sample: f64) -> Option<f64> {
@@ -65,6 +79,33 @@ impl HealthBook {
         self.with(account, |s| !s.cooling(Instant::now()))
     }
 
+    /// The last transitions of `account`, newest first.
+    pub fn transitions(&self, account: &AccountId, limit: usize) -> Vec<Transition> {
+        let transitions = self.transitions.lock().unwrap_or_else(|e| e.into_inner());
+        transitions
+            .iter()
+            .rev()
+            .filter(|t| t.account == *account)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    fn record(&self, account: &AccountId, healthy: bool) {
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut transitions = self.transitions.lock().unwrap_or_else(|e| e.into_inner());
+        if transitions.len() >= MAX_TRANSITIONS {
+            transitions.pop_front();
+        }
+        transitions.push_back(Transition {
+            at_ms,
+            account: *account,
+            healthy,
+        });
+    }
+
     /// A copy of a provider's stats.
     pub fn stats(&self, account: &AccountId) -> ProviderStats {
         self.with(account, |s| s.clone())
@@ -72,7 +113,7 @@ impl HealthBook {
 
     /// A failure: the cooldown starts, twice as long as the last one.
     pub fn failure(&self, account: &AccountId) {
-        self.with(account, |s| {
+        let first = self.with(account, |s| {
             s.failures += 1;
             s.consecutive_failures = s.consecutive_failures.saturating_add(1);
             let doublings = s.consecutive_failures.saturating_sub(1).min(16);
@@ -80,27 +121,39 @@ impl HealthBook {
                 .saturating_mul(1u32 << doublings)
                 .min(MAX_COOLDOWN);
             s.cooldown_until = Some(Instant::now() + cooldown);
+            s.consecutive_failures == 1
         });
+        if first {
+            self.record(account, false);
+        }
     }
 
     /// A success: the cooldown ends and the backoff resets.
     pub fn success(&self, account: &AccountId) {
-        self.with(account, |s| {
+        let recovered = self.with(account, |s| {
             s.successes += 1;
+            let recovered = s.consecutive_failures > 0;
             s.consecutive_failures = 0;
             s.cooldown_until = None;
+            recovered
         });
+        if recovered {
+            self.record(account, true);
+        }
     }
 
     /// A probe answered: a provider in cooldown recovers at once.
     pub fn probe_ok(&self, account: &AccountId) {
-        self.with(account, |s| {
-            if s.consecutive_failures > 0 {
-                tracing::info!(target: "agora::gateway", provider = %account, "provider recovered");
-            }
+        let recovered = self.with(account, |s| {
+            let recovered = s.consecutive_failures > 0;
             s.consecutive_failures = 0;
             s.cooldown_until = None;
+            recovered
         });
+        if recovered {
+            tracing::info!(target: "agora::gateway", provider = %account, "provider recovered");
+            self.record(account, true);
+        }
     }
 
     /// Records a time to first token.
@@ -142,5 +195,15 @@ mod tests {
         book.probe_ok(&who);
         assert!(book.is_healthy(&who));
         assert_eq!(book.stats(&who).consecutive_failures, 0);
+        let healthy: Vec<bool> = book
+            .transitions(&who, 10)
+            .iter()
+            .map(|t| t.healthy)
+            .collect();
+        assert_eq!(
+            healthy,
+            [true, false],
+            "one cooldown, one recovery, newest first"
+        );
     }
 }

@@ -10,10 +10,17 @@
 //! # Background
 //! [`run`] refreshes the registry from the ledger ([`directory`]) and probes every provider's
 //! `/health` each `probe_interval`, so a provider in cooldown comes back as soon as it answers.
+//! It also follows the node's block stream for the explorer ([`explorer::follow_chain`]).
+//!
+//! # Dashboard
+//! `/` serves the dashboard ([`dashboard`]): static files embedded in the binary that read the
+//! explorer's JSON under `/agora/…` ([`explorer`]) and chat through `/v1/chat/completions`.
 
 mod chat;
+pub mod dashboard;
 pub mod directory;
 mod error;
+pub mod explorer;
 pub mod health;
 mod metrics;
 pub mod payments;
@@ -102,6 +109,8 @@ pub struct Gateway {
     pub wallet: Arc<payments::Wallet>,
     /// Receipts received.
     pub receipts: receipts::ReceiptStore,
+    /// Recent blocks from the node's event stream.
+    pub chain: explorer::ChainView,
     metrics: metrics::Metrics,
 }
 
@@ -133,6 +142,7 @@ impl Gateway {
             health: health::HealthBook::default(),
             wallet,
             receipts,
+            chain: explorer::ChainView::default(),
             metrics: metrics::Metrics::default(),
         });
         gateway
@@ -150,9 +160,16 @@ impl Gateway {
             .route("/v1/models", get(list_models))
             .route("/v1/chat/completions", post(chat::completions))
             .route("/v1/receipts/{id}", get(receipt))
-            .route("/agora/providers", get(providers))
+            .route("/agora/network", get(explorer::network))
+            .route("/agora/providers", get(explorer::providers))
+            .route("/agora/providers/{account}", get(explorer::provider))
+            .route("/agora/models", get(explorer::models))
+            .route("/agora/proposals", get(explorer::proposals))
+            .route("/agora/receipts", get(explorer::receipts))
+            .route("/agora/receipts/{id}", get(explorer::receipt))
             .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
             .route("/metrics", get(metrics_text))
+            .merge(dashboard::router())
             .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().into()) })
             .layer(DefaultBodyLimit::max(limit))
             .with_state(self)
@@ -207,6 +224,7 @@ pub async fn serve(
             }
         })
     };
+    let follower = tokio::spawn(explorer::follow_chain(Arc::clone(&gateway)));
     let saver = {
         let wallet = Arc::clone(&gateway.wallet);
         tokio::spawn(async move {
@@ -226,6 +244,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     background.abort();
+    follower.abort();
     saver.abort();
     gateway.wallet.flush();
     served?;
@@ -268,16 +287,7 @@ async fn receipt(
         .receipts
         .get(&id)
         .ok_or_else(|| ApiError::NotFound(format!("receipt {id}")))?;
-    let inclusion = match gateway
-        .http
-        .get(format!("{}/agora/receipts/{id}/proof", stored.endpoint))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-    {
-        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
-        _ => None,
-    };
+    let inclusion = explorer::inclusion(&gateway, &stored).await;
     Ok(Json(json!({
         "receipt": stored.receipt,
         "endpoint": stored.endpoint,
@@ -288,33 +298,6 @@ async fn receipt(
         },
         "inclusion": inclusion,
     })))
-}
-
-/// `GET /agora/providers`: every provider on the ledger with the gateway's view of its health.
-async fn providers(State(gateway): State<Arc<Gateway>>) -> Json<Value> {
-    let now = std::time::Instant::now();
-    let list: Vec<Value> = gateway
-        .directory
-        .providers()
-        .into_iter()
-        .map(|p| {
-            let stats = gateway.health.stats(&p.account);
-            json!({
-                "account": p.account.to_string(),
-                "endpoint": p.endpoint,
-                "price_in": p.price_in.to_string(),
-                "price_out": p.price_out.to_string(),
-                "healthy": !stats.cooling(now),
-                "cooldown_ms": stats.cooldown_until.map_or(0, |t| t.saturating_duration_since(now).as_millis() as u64),
-                "consecutive_failures": stats.consecutive_failures,
-                "successes": stats.successes,
-                "failures": stats.failures,
-                "ttft_ms": stats.ttft_ms,
-                "tokens_per_s": stats.tokens_per_s,
-            })
-        })
-        .collect();
-    Json(json!({ "providers": list }))
 }
 
 async fn metrics_text(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
