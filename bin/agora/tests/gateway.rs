@@ -451,6 +451,76 @@ async fn providers_refuse_bad_vouchers_and_claim_only_what_they_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provider_killed_before_settling_claims_and_commits_after_restart() {
+    let mut network = Network::start(1, "10").await;
+    let http = reqwest::Client::new();
+    let rpc = network.rpc();
+    let provider: agora_types::AccountId = network.providers[0].account.parse().unwrap();
+    // Restarted with a settle interval no test outlives: only shutdown redeems and commits.
+    network.stop_provider(0);
+    network.providers[0].settle_ms = 3_600_000;
+    network.start_provider(0);
+    network.wait_provider(0).await;
+
+    let mut charged: Amount = 0;
+    let mut served = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while served < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted provider never served"
+        );
+        let res = network
+            .chat(&http, ask("Name a fruit.", 8))
+            .send()
+            .await
+            .unwrap();
+        if res.status() != 200 {
+            // The gateway probes the restarted provider back to health within a second.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let answer: Value = res.json().await.unwrap();
+        let receipt: agora_api::ReceiptJson =
+            serde_json::from_value(answer["agora"]["receipt"].clone()).unwrap();
+        charged += receipt.to_verified().unwrap().receipt.charge().unwrap();
+        served += 1;
+    }
+    let redeemed = || async {
+        let channels = rpc.channels(None, Some(&provider)).await.unwrap();
+        channels
+            .iter()
+            .map(|c| c.redeemed.parse::<Amount>().unwrap())
+            .sum::<Amount>()
+    };
+    let before = redeemed().await;
+
+    // Killed: nothing redeemed, nothing committed; the journal on disk is all that is left.
+    network.kill_provider(0);
+    network.start_provider(0);
+    network.wait_provider(0).await;
+    network.stop_provider(0);
+
+    assert_eq!(
+        redeemed().await - before,
+        charged,
+        "the restarted provider claims exactly what its receipts charged"
+    );
+    let head = rpc.head().await.unwrap();
+    let epoch_blocks: u64 = rpc.params().await.unwrap()["epoch_blocks"].parse().unwrap();
+    let mut committed = 0;
+    for epoch in 0..=head.height / epoch_blocks {
+        if let Some(c) = rpc.receipt_commitment(&provider, epoch).await.unwrap() {
+            committed += c.requests;
+        }
+    }
+    assert_eq!(
+        committed, 3,
+        "every receipt signed before the kill is committed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_provider_killed_mid_stream_is_replaced_without_a_failed_request() {
     let mut network = Network::start(3, "100").await;
     let http = reqwest::Client::new();

@@ -94,6 +94,8 @@ pub(crate) struct ProviderProcess {
     key: PathBuf,
     price_in: String,
     price_out: String,
+    /// How often it redeems and commits, in ms (from its next start).
+    pub(crate) settle_ms: u64,
 }
 
 /// Node, providers and gateway, killed on drop.
@@ -156,6 +158,7 @@ impl Network {
                 key,
                 price_in: format!("0.{index}"),
                 price_out: format!("0.{}", index * 2),
+                settle_ms: 1000,
             });
         }
         let gateway_port = free_port();
@@ -238,7 +241,7 @@ impl Network {
             .arg(&p.key)
             .args(["--price-in", &p.price_in, "--price-out", &p.price_out])
             .args(["--context", "512", "--parallel", "8", "--threads", "1"])
-            .args(["--settle-interval-ms", "1000"])
+            .args(["--settle-interval-ms", &p.settle_ms.to_string()])
             .stdout(Stdio::null())
             .stderr(log_file(self.dir.path(), &format!("provider-{index}.log")))
             .spawn()

@@ -11,6 +11,7 @@
 
 mod chat;
 mod error;
+pub mod journal;
 mod metrics;
 pub mod payments;
 

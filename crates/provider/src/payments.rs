@@ -22,6 +22,8 @@ use std::{
 };
 
 use agora_rpc::Client;
+
+use crate::journal::{Journal, Replay, SettledReceipt};
 use agora_types::{
     amount, encoding, merkle, AccountId, Amount, ChainId, Cid, Hash, Keypair, MerkleProof,
     ProviderInfo, Receipt, ReceiptTotals, SignedReceipt, SignedVoucher, TxBody,
@@ -92,6 +94,9 @@ pub struct LedgerConfig {
     pub stake: Amount,
     /// How often vouchers are redeemed and the registration checked.
     pub settle_interval: Duration,
+    /// Folder for the payment journal ([`crate::journal`]), one file per chain and account;
+    /// `None` keeps the books in memory only.
+    pub journal_dir: Option<std::path::PathBuf>,
 }
 
 /// One channel as the provider sees it.
@@ -146,6 +151,7 @@ pub struct Payments {
     epochs: Mutex<BTreeMap<u64, Epoch>>,
     /// One transaction at a time, so nonces never collide.
     tx_lock: tokio::sync::Mutex<()>,
+    journal: Option<Journal>,
 }
 
 /// A request's reservation on a channel; released when dropped unless settled.
@@ -179,7 +185,8 @@ pub struct Served {
 }
 
 impl Payments {
-    /// Connects to the ledger and reads the chain id and epoch length.
+    /// Connects to the ledger, reads the chain id and epoch length, and takes up the books and
+    /// receipts of the journal, if there is one.
     pub async fn connect(config: LedgerConfig) -> Result<Arc<Self>, String> {
         let rpc = Client::new(&config.rpc_url).map_err(|e| e.to_string())?;
         let head = rpc.head().await.map_err(|e| format!("ledger node: {e}"))?;
@@ -190,7 +197,16 @@ impl Payments {
             .and_then(|v| v.parse().ok())
             .unwrap_or(100u64)
             .max(1);
-        Ok(Arc::new(Payments {
+        let (journal, replay) = match &config.journal_dir {
+            Some(dir) => {
+                let name = format!("{chain_id}-{}.jsonl", config.keypair.account_id());
+                let (journal, replay) =
+                    Journal::open(&dir.join(name)).map_err(|e| e.to_string())?;
+                (Some(journal), replay)
+            }
+            None => (None, Replay::default()),
+        };
+        let payments = Arc::new(Payments {
             account: config.keypair.account_id(),
             config,
             chain_id,
@@ -200,7 +216,46 @@ impl Payments {
             books: Mutex::new(HashMap::new()),
             epochs: Mutex::new(BTreeMap::new()),
             tx_lock: tokio::sync::Mutex::new(()),
-        }))
+            journal,
+        });
+        payments.take_up(replay).await?;
+        Ok(payments)
+    }
+
+    /// Restores the books and epochs a journal recorded: what each channel owes beyond what
+    /// the ledger shows redeemed, and the receipts of epochs not yet committed.
+    async fn take_up(&self, replay: Replay) -> Result<(), String> {
+        {
+            let mut epochs = self.lock_epochs();
+            for receipt in &replay.receipts {
+                let epoch = epochs.entry(receipt.epoch).or_default();
+                epoch.ids.push(receipt.id);
+                epoch.totals.requests += 1;
+                epoch.totals.tokens_in += receipt.tokens.0;
+                epoch.totals.tokens_out += receipt.tokens.1;
+                epoch.totals.amount = epoch.totals.amount.saturating_add(receipt.charge);
+            }
+            for (number, root) in &replay.committed {
+                if let Some(epoch) = epochs.get_mut(number) {
+                    epoch.committed = Some(*root);
+                }
+            }
+        }
+        for (id, state) in replay.channels {
+            match self.refresh_channel(&id).await {
+                Ok(()) => {}
+                // A channel closed since is settled on the ledger; nothing is left to claim.
+                Err(PaymentError::UnknownChannel(_)) => continue,
+                Err(err) => return Err(format!("channel {id}: {err}")),
+            }
+            if let Some(book) = self.lock_books().get_mut(&id) {
+                book.owed = book.owed.max(state.owed);
+                if state.voucher.voucher.cumulative > book.best_amount() {
+                    book.best = Some(state.voucher);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The provider's account.
@@ -465,6 +520,9 @@ impl Payments {
                     if let Some(e) = self.lock_epochs().get_mut(&epoch) {
                         e.committed = Some(root);
                     }
+                    if let Some(journal) = &self.journal {
+                        journal.committed(epoch, &root);
+                    }
                     tracing::info!(target: "agora::provider", epoch, requests = totals.requests, "receipts committed");
                 }
                 Err(err) => {
@@ -542,13 +600,14 @@ impl Hold {
         // The charge never exceeds the quote: both use the same prices, and the answer is at
         // most the quoted tokens. Capping keeps the books safe if that ever breaks.
         let charge = receipt.charge().unwrap_or(self.quote).min(self.quote);
-        {
+        let books_after = {
             let mut books = payments.lock_books();
-            if let Some(book) = books.get_mut(&self.channel) {
+            books.get_mut(&self.channel).map(|book| {
                 book.reserved = book.reserved.saturating_sub(self.quote);
                 book.owed = book.owed.saturating_add(charge);
-            }
-        }
+                (book.owed, book.best.clone())
+            })
+        };
         let signed = receipt.sign(&payments.config.keypair);
         let id = signed.receipt.id();
         let epoch = payments.current_epoch();
@@ -570,6 +629,21 @@ impl Hold {
         entry.totals.tokens_in += u64::from(signed.receipt.prompt_tokens);
         entry.totals.tokens_out += u64::from(signed.receipt.completion_tokens);
         entry.totals.amount = entry.totals.amount.saturating_add(charge);
+        // On disk before the receipt leaves, so a restart still claims and commits it; written
+        // under the epochs lock, so the journal keeps each epoch's receipts in root order.
+        if let (Some(journal), Some((owed, Some(voucher)))) = (&payments.journal, books_after) {
+            let settled = SettledReceipt {
+                id,
+                epoch,
+                tokens: (
+                    u64::from(signed.receipt.prompt_tokens),
+                    u64::from(signed.receipt.completion_tokens),
+                ),
+                charge,
+            };
+            journal.settled(&settled, &self.channel, owed, &voucher);
+        }
+        drop(epochs);
         signed
     }
 }

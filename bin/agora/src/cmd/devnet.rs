@@ -111,6 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     hardware: "cpu".into(),
                     stake: 0,
                     settle_interval: Duration::from_secs(2),
+                    journal_dir: Some(chain_dir.join("payments")),
                 }),
             };
             println!("devnet: provider {index} on http://{addr}");

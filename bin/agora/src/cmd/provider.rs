@@ -108,6 +108,7 @@ impl LedgerArgs {
             hardware: self.hardware.clone(),
             stake: self.stake,
             settle_interval: Duration::from_millis(self.settle_interval_ms.max(100)),
+            journal_dir: Some(data.path().join("payments")),
         }))
     }
 }
