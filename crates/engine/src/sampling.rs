@@ -84,12 +84,37 @@ pub fn candidates(logits: &[f32], params: &SamplingParams) -> Vec<Candidate> {
             })
             .unwrap_or_default();
     }
-    let temperature = f64::from(params.temperature);
-    let mut ranked: Vec<(u32, f64)> = logits
+    let all: Vec<(u32, f32)> = logits
         .iter()
         .enumerate()
+        .map(|(idx, &l)| (idx as u32, l))
+        .collect();
+    candidates_among(&all, params)
+}
+
+/// [`candidates`] over a subset of the vocabulary, as `(token, raw logit)` pairs: the rule's
+/// set when the subset holds every token it keeps (for example the top `top_k` tokens). For
+/// greedy parameters, the best of the subset.
+pub fn candidates_among(tokens: &[(u32, f32)], params: &SamplingParams) -> Vec<Candidate> {
+    if params.is_greedy() {
+        let best = tokens
+            .iter()
+            .filter(|(_, l)| !l.is_nan())
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+        return best
+            .map(|&(token, _)| {
+                vec![Candidate {
+                    token,
+                    probability: 1.0,
+                }]
+            })
+            .unwrap_or_default();
+    }
+    let temperature = f64::from(params.temperature);
+    let mut ranked: Vec<(u32, f64)> = tokens
+        .iter()
         .filter(|(_, l)| l.is_finite())
-        .map(|(idx, &l)| (idx as u32, f64::from(l) / temperature))
+        .map(|&(token, l)| (token, f64::from(l) / temperature))
         .collect();
     // Highest first; equal logits keep id order so the ranking is total and reproducible.
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -1,0 +1,416 @@
+//! Agora's output check (DESIGN §7): did the governed model, under the declared sampling rule,
+//! produce this answer?
+//!
+//! One prefill pass of the model over prompt + answer ([`Engine::score`]) gives the verifier's
+//! own logits at every answer position. Two tests follow:
+//! - **Allowed tokens.** Greedy: each token's logit is within ε of the best. Sampled: each token
+//!   is inside the declared top-k/top-p set (within ε) and is the seeded sampler's pick, except
+//!   where near-tied logits or a draw at the edge of an interval leave the pick open (floating
+//!   point differs across thread counts and batch layouts, so honest logits are only close).
+//! - **Likelihood.** For sampled answers, the surprisal Σ −ln q(token) against its expectation
+//!   under honest sampling, Σ H(q), in units of its standard deviation (a z-score), where q is
+//!   the sampling distribution after temperature, top-k and top-p. An answer written first and
+//!   merely prefilled is far less likely than honest draws.
+//!
+//! [`check_scores`] is the pure part, over scores already computed; [`check`] runs the model.
+
+use agora_engine::{
+    sampling::{self, Candidate},
+    Engine, PositionScore, SamplingParams,
+};
+
+/// Tokens read per position for a sampled check, at least: the rule's set is computed among
+/// the top `max(top_k, MIN_TOP)` tokens.
+pub const MIN_TOP: usize = 64;
+
+/// How far the verifier's logits may be from the provider's, and how unlikely an answer may be.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    /// Largest logit difference put down to floating point, not to cheating: a greedy token may
+    /// be this far below the best, a sampled one this far outside the top-k/top-p set.
+    pub logit_epsilon: f32,
+    /// Tokens whose logits are this close may be ranked either way by the provider's sampler.
+    pub tie_epsilon: f32,
+    /// How far (in probability) the seeded draw may fall outside the token's interval.
+    pub pick_slack: f64,
+    /// Largest |z| of an honest sampled answer's likelihood.
+    pub max_z: f64,
+}
+
+impl Default for Thresholds {
+    /// ε = 1.5 bounds the scorer-versus-generation difference measured on the default model
+    /// (worst 0.63 over 144 positions, 1 prefill pass vs token-by-token decode, 2 threads;
+    /// see agora-engine's scoring test). The tie, slack and z bounds are provisional until the
+    /// calibration run over honest jobs sets them: seen so far, two near-tied tokens whose
+    /// logit difference moved by 0.33 between generation and the scoring pass (so they ranked
+    /// the other way round) and a 0.12 shift in a token's probability.
+    fn default() -> Self {
+        Thresholds {
+            logit_epsilon: 1.5,
+            tie_epsilon: 0.7,
+            pick_slack: 0.1,
+            max_z: 6.0,
+        }
+    }
+}
+
+/// A position where the answer breaks the declared rule.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Finding {
+    /// Greedy: the token's logit is more than ε below the best.
+    NotBest {
+        /// Position in the answer.
+        position: usize,
+        /// The answer's token.
+        token: u32,
+        /// Its logit.
+        logit: f32,
+        /// The best logit there.
+        best: f32,
+    },
+    /// Sampled: the token is outside the top-k/top-p set, even allowing ε.
+    NotAllowed {
+        /// Position in the answer.
+        position: usize,
+        /// The answer's token.
+        token: u32,
+    },
+    /// Sampled: the seeded sampler picks another token, and no ε-perturbation changes that.
+    NotSeededPick {
+        /// Position in the answer.
+        position: usize,
+        /// The answer's token.
+        token: u32,
+        /// The token the seeded sampler picks from the verifier's logits.
+        expected: u32,
+    },
+}
+
+impl Finding {
+    /// The answer position the finding is about.
+    pub fn position(&self) -> usize {
+        match self {
+            Finding::NotBest { position, .. }
+            | Finding::NotAllowed { position, .. }
+            | Finding::NotSeededPick { position, .. } => *position,
+        }
+    }
+}
+
+/// The outcome of a check, with its evidence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// Answer positions checked.
+    pub positions: usize,
+    /// Every position that broke the rule, in order.
+    pub findings: Vec<Finding>,
+    /// The likelihood z-score (sampled answers only).
+    pub z: Option<f64>,
+    /// The |z| bound the verdict was judged against.
+    pub max_z: f64,
+}
+
+impl Verdict {
+    /// No finding, and the likelihood within bounds.
+    pub fn passed(&self) -> bool {
+        self.findings.is_empty() && self.z.is_none_or(|z| z.abs() <= self.max_z)
+    }
+}
+
+/// What can stop a check.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The model could not score the answer (bad tokens, context overflow, engine stopped).
+    #[error("scoring failed: {0}")]
+    Score(#[from] agora_engine::Error),
+}
+
+/// Runs the model over `prompt` + `output` once and checks the answer. `first_position` is the
+/// sampler position of `output[0]` (non-zero for the continuation of another provider's answer,
+/// whose tokens then end `prompt`).
+pub async fn check(
+    engine: &Engine,
+    prompt: &[u32],
+    output: &[u32],
+    sampling: &SamplingParams,
+    first_position: u64,
+    thresholds: &Thresholds,
+) -> Result<Verdict, Error> {
+    let top = if sampling.is_greedy() {
+        1
+    } else {
+        (sampling.top_k as usize).max(MIN_TOP)
+    };
+    let scores = engine.score(prompt, output, top).await?;
+    Ok(check_scores(&scores, sampling, first_position, thresholds))
+}
+
+/// Checks an answer against scores from one prefill pass ([`Engine::score`], with at least
+/// `max(top_k, MIN_TOP)` top tokens for a sampled rule).
+pub fn check_scores(
+    scores: &[PositionScore],
+    sampling: &SamplingParams,
+    first_position: u64,
+    thresholds: &Thresholds,
+) -> Verdict {
+    let eps = thresholds.logit_epsilon;
+    let mut findings = Vec::new();
+    if sampling.is_greedy() {
+        for (position, score) in scores.iter().enumerate() {
+            if score.max_logit - score.logit > eps {
+                findings.push(Finding::NotBest {
+                    position,
+                    token: score.token,
+                    logit: score.logit,
+                    best: score.max_logit,
+                });
+            }
+        }
+        return Verdict {
+            positions: scores.len(),
+            findings,
+            z: None,
+            max_z: thresholds.max_z,
+        };
+    }
+
+    let mut likelihood = Likelihood::default();
+    for (position, score) in scores.iter().enumerate() {
+        let mut top: Vec<(u32, f32)> = score.top.iter().map(|t| (t.token, t.logit)).collect();
+        if !top.iter().any(|(token, _)| *token == score.token) {
+            top.push((score.token, score.logit));
+        }
+        let kept = sampling::candidates_among(&top, sampling);
+        let Some(index) = kept.iter().position(|c| c.token == score.token) else {
+            // Outside the set: allowed only if an ε-perturbation could bring it in, that is if
+            // its logit is within 2ε of the lowest kept one. Its pick cannot be judged then.
+            let lowest = kept
+                .iter()
+                .filter_map(|c| logit_of(&top, c.token))
+                .fold(f32::INFINITY, f32::min);
+            if score.logit < lowest - 2.0 * eps {
+                findings.push(Finding::NotAllowed {
+                    position,
+                    token: score.token,
+                });
+            }
+            continue;
+        };
+        likelihood.add(&kept, index);
+        let draw = sampling::uniform_at(sampling.seed, first_position + position as u64);
+        let expected = pick(&kept, draw);
+        if expected != score.token && !within_reach(&kept, &top, index, draw, thresholds) {
+            findings.push(Finding::NotSeededPick {
+                position,
+                token: score.token,
+                expected,
+            });
+        }
+    }
+    Verdict {
+        positions: scores.len(),
+        findings,
+        z: Some(likelihood.z()),
+        max_z: thresholds.max_z,
+    }
+}
+
+/// The token the sampler picks from `kept` with the uniform draw `draw` (as in
+/// [`sampling::sample`]).
+fn pick(kept: &[Candidate], draw: f64) -> u32 {
+    let mut cumulative = 0.0;
+    for candidate in kept {
+        cumulative += candidate.probability;
+        if draw < cumulative {
+            return candidate.token;
+        }
+    }
+    kept.last().map_or(0, |c| c.token)
+}
+
+/// Whether the sampler could have picked `kept[index]` with `draw` from logits a little off
+/// the verifier's: its interval in the cumulative order, widened by the probability of the
+/// tokens tied with it (within `tie_epsilon`, which may rank on either side of it) and by
+/// `pick_slack`, must hold the draw.
+fn within_reach(
+    kept: &[Candidate],
+    top: &[(u32, f32)],
+    index: usize,
+    draw: f64,
+    thresholds: &Thresholds,
+) -> bool {
+    let token_logit = logit_of(top, kept[index].token).unwrap_or(f32::NEG_INFINITY);
+    let tied = |c: &Candidate| {
+        logit_of(top, c.token).is_some_and(|l| (l - token_logit).abs() <= thresholds.tie_epsilon)
+    };
+    let above: f64 = kept[..index]
+        .iter()
+        .filter(|c| !tied(c))
+        .map(|c| c.probability)
+        .sum();
+    let ties: f64 = kept
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| *i != index && tied(c))
+        .map(|(_, c)| c.probability)
+        .sum();
+    let lo = above - thresholds.pick_slack;
+    let hi = above + ties + kept[index].probability + thresholds.pick_slack;
+    lo <= draw && draw < hi
+}
+
+fn logit_of(top: &[(u32, f32)], token: u32) -> Option<f32> {
+    top.iter().find(|(t, _)| *t == token).map(|(_, l)| *l)
+}
+
+/// Running sums for the likelihood z-score.
+#[derive(Default)]
+struct Likelihood {
+    surprisal: f64,
+    entropy: f64,
+    variance: f64,
+}
+
+impl Likelihood {
+    /// Adds one position whose sampling distribution is `kept` and whose token is
+    /// `kept[index]`.
+    fn add(&mut self, kept: &[Candidate], index: usize) {
+        let mut entropy = 0.0;
+        let mut second = 0.0;
+        for c in kept.iter().filter(|c| c.probability > 0.0) {
+            let ln = c.probability.ln();
+            entropy -= c.probability * ln;
+            second += c.probability * ln * ln;
+        }
+        self.surprisal -= kept[index].probability.max(f64::MIN_POSITIVE).ln();
+        self.entropy += entropy;
+        self.variance += (second - entropy * entropy).max(0.0);
+    }
+
+    /// (Σ surprisal − Σ entropy) / √(Σ variance); 0 when every position was certain.
+    fn z(&self) -> f64 {
+        if self.variance <= 1e-12 {
+            return 0.0;
+        }
+        (self.surprisal - self.entropy) / self.variance.sqrt()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agora_engine::TopToken;
+
+    use super::*;
+
+    fn sampled(seed: u64) -> SamplingParams {
+        SamplingParams {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed,
+        }
+    }
+
+    /// A position over four tokens with the given logits, answering `token`.
+    fn position(logits: [f32; 4], token: u32) -> PositionScore {
+        let mut top: Vec<TopToken> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &logit)| TopToken {
+                token: i as u32,
+                logit,
+                logprob: 0.0,
+            })
+            .collect();
+        top.sort_by(|a, b| b.logit.total_cmp(&a.logit));
+        PositionScore {
+            token,
+            logit: logits[token as usize],
+            logprob: 0.0,
+            max_logit: top[0].logit,
+            entropy: 0.0,
+            top,
+        }
+    }
+
+    #[test]
+    fn greedy_tokens_must_be_within_epsilon_of_the_best() {
+        let scores = vec![
+            position([5.0, 4.0, 0.0, 0.0], 0),
+            position([5.0, 4.0, 0.0, 0.0], 1),
+            position([5.0, 0.0, 3.0, 0.0], 2),
+        ];
+        let verdict = check_scores(
+            &scores,
+            &SamplingParams::greedy(),
+            0,
+            &Thresholds::default(),
+        );
+        assert_eq!(verdict.findings.len(), 1);
+        assert_eq!(verdict.findings[0].position(), 2);
+        assert!(!verdict.passed());
+    }
+
+    #[test]
+    fn honest_seeded_draws_pass_and_the_wrong_seed_fails() {
+        let logits = [2.0, 1.0, 0.0, -1.0];
+        let params = sampled(11);
+        // The tokens the seeded sampler itself picks, position by position.
+        let scores: Vec<PositionScore> = (0..200)
+            .map(|i| {
+                let full = logits.to_vec();
+                let token = sampling::sample(&full, &params, i).unwrap();
+                position(logits, token)
+            })
+            .collect();
+        let thresholds = Thresholds {
+            logit_epsilon: 0.0,
+            tie_epsilon: 0.0,
+            pick_slack: 0.0,
+            max_z: 6.0,
+        };
+        let honest = check_scores(&scores, &params, 0, &thresholds);
+        assert!(honest.passed(), "{honest:?}");
+        assert!(honest.z.unwrap().abs() < 4.0);
+        let other = check_scores(&scores, &sampled(12), 0, &thresholds);
+        assert!(other.findings.len() > 50, "{other:?}");
+        // Read from position 1 on, the same draws are misaligned too.
+        assert!(!check_scores(&scores, &params, 1, &thresholds).passed());
+    }
+
+    #[test]
+    fn an_improbable_answer_has_a_large_z() {
+        // Always the least likely token: each pick is allowed only with a huge ε, so the
+        // likelihood test alone has to catch it.
+        let scores: Vec<PositionScore> = (0..100)
+            .map(|_| position([4.0, 3.0, 2.0, -2.0], 3))
+            .collect();
+        let thresholds = Thresholds {
+            logit_epsilon: 100.0,
+            tie_epsilon: 100.0,
+            pick_slack: 1.0,
+            max_z: 6.0,
+        };
+        let verdict = check_scores(&scores, &sampled(1), 0, &thresholds);
+        assert!(verdict.findings.is_empty());
+        assert!(verdict.z.unwrap() > 6.0, "{verdict:?}");
+        assert!(!verdict.passed());
+    }
+
+    #[test]
+    fn tokens_outside_top_k_are_not_allowed() {
+        let params = SamplingParams {
+            top_k: 2,
+            ..sampled(3)
+        };
+        let scores = vec![position([5.0, 4.5, 0.0, -1.0], 3)];
+        let verdict = check_scores(&scores, &params, 0, &Thresholds::default());
+        assert_eq!(
+            verdict.findings,
+            vec![Finding::NotAllowed {
+                position: 0,
+                token: 3
+            }]
+        );
+    }
+}

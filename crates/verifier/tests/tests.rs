@@ -1,0 +1,108 @@
+//! The check against the default model: honest answers pass, altered ones are caught.
+
+use std::path::PathBuf;
+
+use agora_engine::{ChatMessage, Engine, EngineConfig, Event, GenerateRequest, SamplingParams};
+use agora_verifier::{check, Finding, Thresholds};
+use futures::{executor::block_on, StreamExt};
+
+fn engine() -> Engine {
+    let root = std::env::var_os("AGORA_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            home::home_dir()
+                .unwrap_or_default()
+                .join(".cache/agora-test")
+        });
+    let store = agora_store::BlobStore::open(root.join("blobs")).expect("open test blob store");
+    let path = agora_store::default_model::ensure(&store, &mut |_, _| {}).expect("default model");
+    let mut config = EngineConfig::for_model(path);
+    config.max_sequences = 4;
+    config.threads = 2;
+    config.context_per_sequence = 512;
+    Engine::load(config).expect("load the default model")
+}
+
+/// The prompt for `text` and the engine's answer under `sampling`.
+fn answer(engine: &Engine, text: &str, sampling: SamplingParams) -> (Vec<u32>, Vec<u32>) {
+    let prompt = engine
+        .tokenize_chat(&[ChatMessage::new("user", text)])
+        .unwrap();
+    let mut generation = engine
+        .generate(GenerateRequest {
+            prompt: prompt.clone(),
+            sampling,
+            max_tokens: Some(32),
+            stop: Vec::new(),
+            logprobs: None,
+            continuation: Default::default(),
+        })
+        .unwrap();
+    let mut output = Vec::new();
+    block_on(async {
+        while let Some(event) = generation.next().await {
+            match event {
+                Event::Token { id, .. } => output.push(id),
+                Event::Done(_) => break,
+                Event::Failed(reason) => panic!("{reason}"),
+            }
+        }
+    });
+    (prompt, output)
+}
+
+fn sampled(seed: u64) -> SamplingParams {
+    SamplingParams {
+        temperature: 0.8,
+        top_p: 0.95,
+        top_k: 40,
+        seed,
+    }
+}
+
+const PROMPTS: [&str; 3] = [
+    "Explain photosynthesis in two sentences.",
+    "Write a short poem about the sea.",
+    "What should I pack for a hike?",
+];
+
+#[test]
+fn honest_answers_pass_and_altered_ones_are_caught() {
+    let engine = engine();
+    let thresholds = Thresholds::default();
+    let verify = |prompt: &[u32], output: &[u32], sampling: &SamplingParams| {
+        block_on(check(&engine, prompt, output, sampling, 0, &thresholds)).unwrap()
+    };
+    for text in PROMPTS {
+        // Greedy: the honest answer passes; one token swapped for an unlikely one is found.
+        let greedy = SamplingParams::greedy();
+        let (prompt, output) = answer(&engine, text, greedy);
+        let verdict = verify(&prompt, &output, &greedy);
+        assert!(verdict.passed(), "honest greedy answer: {verdict:?}");
+        let mut altered = output.clone();
+        altered[5] = engine.tokenize(" zebra")[0];
+        let verdict = verify(&prompt, &altered, &greedy);
+        assert!(!verdict.passed());
+        assert_eq!(verdict.findings[0].position(), 5, "{verdict:?}");
+
+        // Sampled: the honest answer passes; claimed under another seed, it does not.
+        let rule = sampled(7);
+        let (prompt, output) = answer(&engine, text, rule);
+        let verdict = verify(&prompt, &output, &rule);
+        println!("{text}: sampled z = {:?}", verdict.z);
+        assert!(verdict.passed(), "honest sampled answer: {verdict:?}");
+        let verdict = verify(&prompt, &output, &sampled(8));
+        assert!(
+            verdict
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::NotSeededPick { .. })),
+            "another seed's answer: {verdict:?}"
+        );
+
+        // A canned answer with plausible tokens, prefilled under the declared rule.
+        let canned = engine.tokenize(" The quick brown fox jumps over the lazy dog and runs away.");
+        let verdict = verify(&prompt, &canned, &rule);
+        assert!(!verdict.passed(), "canned answer: {verdict:?}");
+    }
+}
