@@ -196,12 +196,10 @@ async fn a_provider_returning_garbage_is_a_failure_not_an_answer() {
         .expect("registered");
     assert_eq!(registered.endpoint, format!("http://127.0.0.1:{port}"));
 
-    // Wait until the gateway sees it, then ask for it first: the garbage is never forwarded.
+    // Wait until the gateway routes to it (`/v1/models` counts the providers it plans over),
+    // then ask for it first: the garbage is never forwarded.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while provider_state(&http, &network.gateway_url, &liar_account)
-        .await
-        .is_none()
-    {
+    while serving(&http, &network.gateway_url).await < 2 {
         assert!(
             Instant::now() < deadline,
             "gateway never listed the new provider"
@@ -621,6 +619,19 @@ async fn a_provider_killed_mid_stream_is_replaced_without_a_failed_request() {
 }
 
 /// The gateway's view of one provider, if it lists it.
+/// How many providers the gateway routes the test model to.
+async fn serving(http: &reqwest::Client, gateway: &str) -> u64 {
+    let models: Value = http
+        .get(format!("{gateway}/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    models["data"][0]["providers"].as_u64().unwrap_or(0)
+}
+
 async fn provider_state(http: &reqwest::Client, gateway: &str, account: &str) -> Option<Value> {
     let list: Value = http
         .get(format!("{gateway}/agora/providers"))

@@ -58,8 +58,8 @@ pub enum NoRoute {
     /// Nobody active serves the model.
     #[error("no active provider serves model {0}")]
     NoProvider(String),
-    /// `only` / `ignore` left nobody.
-    #[error("no provider serving {0} is allowed by the request's only/ignore preferences")]
+    /// `only` / `ignore`, or `order` without fallbacks, left nobody.
+    #[error("no provider serving {0} is allowed by the request's only/ignore/order preferences")]
     Excluded(String),
     /// Every candidate costs more than `max_price`.
     #[error("every provider serving {0} is above the request's max_price")]
@@ -147,18 +147,31 @@ pub fn plan(
         None => weighted_shuffle(&mut healthy, rng),
     }
     // `order` puts the named providers first, in the order given.
+    let rank = |c: &Candidate| {
+        prefs
+            .order
+            .iter()
+            .position(|p| names(c, std::slice::from_ref(p)))
+            .unwrap_or(usize::MAX)
+    };
     if !prefs.order.is_empty() {
-        let rank = |c: &Candidate| {
-            prefs
-                .order
-                .iter()
-                .position(|p| names(c, std::slice::from_ref(p)))
-                .unwrap_or(usize::MAX)
-        };
         healthy.sort_by_key(rank);
     }
     if !prefs.allow_fallbacks() {
-        healthy.truncate(1);
+        // Without fallbacks only the named providers may serve, or the first choice when
+        // none are named: never another provider in their place.
+        if prefs.order.is_empty() {
+            healthy.truncate(1);
+        } else {
+            healthy.retain(|c| rank(c) != usize::MAX);
+            if healthy.is_empty() {
+                return Err(if candidates.iter().any(|c| rank(c) != usize::MAX) {
+                    NoRoute::AllUnhealthy(model.into())
+                } else {
+                    NoRoute::Excluded(model.into())
+                });
+            }
+        }
     }
     Ok(healthy)
 }

@@ -53,6 +53,18 @@ fn sorts_filters_and_fallbacks() {
         order(&go(r#"{"order": ["http://127.0.0.1:9003"], "sort": "price"}"#).unwrap()),
         [3, 1, 2]
     );
+    // Without fallbacks, `order` names everyone who may serve, in that order.
+    assert_eq!(
+        order(
+            &go(r#"{"order": ["http://127.0.0.1:9003", "http://127.0.0.1:9001"], "allow_fallbacks": false}"#)
+                .unwrap()
+        ),
+        [3, 1]
+    );
+    assert_eq!(
+        go(r#"{"order": ["nobody"], "allow_fallbacks": false}"#),
+        Err(NoRoute::Excluded("m".into()))
+    );
     let only = format!(r#"{{"only": ["{}"]}}"#, all[1].account);
     assert_eq!(order(&go(&only).unwrap()), [2]);
     let ignore = format!(r#"{{"ignore": ["{}"], "sort": "price"}}"#, all[0].account);
@@ -93,6 +105,12 @@ fn unhealthy_providers_are_skipped_until_they_recover() {
     health.probe_ok(&all[2].account);
     let planned = plan("m", &all, &Preferences::default(), &health, &mut rng).unwrap();
     assert_eq!(order(&planned), [3]);
+    // A named provider in cooldown is not replaced by another when fallbacks are off.
+    let pinned = prefs(r#"{"order": ["http://127.0.0.1:9001"], "allow_fallbacks": false}"#);
+    assert_eq!(
+        plan("m", &all, &pinned, &health, &mut rng),
+        Err(NoRoute::AllUnhealthy("m".into()))
+    );
 }
 
 #[test]
