@@ -17,15 +17,7 @@ pub(crate) fn free_port() -> u16 {
 
 /// The default model in the shared test cache (`AGORA_TEST_DATA`), fetched once.
 pub(crate) fn default_model() -> PathBuf {
-    let cache = std::env::var_os("AGORA_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            home::home_dir()
-                .unwrap_or_default()
-                .join(".cache/agora-test")
-        });
-    let store = agora_store::BlobStore::open(cache.join("blobs")).expect("open test store");
-    agora_store::default_model::ensure(&store, &mut |_, _| {}).expect("default model")
+    agora_store::default_model::ensure_shared(&mut |_, _| {}).expect("default model")
 }
 
 /// Puts the default model into `data/blobs` from the shared test cache.

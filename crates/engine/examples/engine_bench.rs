@@ -16,11 +16,7 @@ fn main() {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(2);
-    let root = home::home_dir()
-        .unwrap_or_default()
-        .join(".cache/agora-test/blobs");
-    let store = agora_store::BlobStore::open(root).expect("blob store");
-    let path = agora_store::default_model::ensure(&store, &mut |_, _| {}).expect("default model");
+    let path = agora_store::default_model::ensure_shared(&mut |_, _| {}).expect("default model");
     let mut config = EngineConfig::for_model(path);
     config.threads = threads;
     config.max_sequences = 1;

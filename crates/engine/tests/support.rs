@@ -11,15 +11,7 @@ use futures::{executor::block_on, StreamExt};
 pub(crate) fn model_path() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let root = std::env::var_os("AGORA_TEST_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                home::home_dir()
-                    .unwrap_or_default()
-                    .join(".cache/agora-test")
-            });
-        let store = agora_store::BlobStore::open(root.join("blobs")).expect("open test blob store");
-        agora_store::default_model::ensure(&store, &mut |_, _| {}).expect("fetch the default model")
+        agora_store::default_model::ensure_shared(&mut |_, _| {}).expect("fetch the default model")
     })
     .clone()
 }

@@ -11,16 +11,8 @@ const MODEL: &str = "SmolLM2-135M-Instruct";
 
 /// Starts a provider on a loopback port with `slots` sequences and a queue of `queue`.
 async fn start(slots: u32, queue: usize) -> String {
-    let root = std::env::var_os("AGORA_TEST_DATA")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            home::home_dir()
-                .unwrap_or_default()
-                .join(".cache/agora-test")
-        });
-    let path = tokio::task::spawn_blocking(move || {
-        let store = agora_store::BlobStore::open(root.join("blobs")).unwrap();
-        agora_store::default_model::ensure(&store, &mut |_, _| {}).unwrap()
+    let path = tokio::task::spawn_blocking(|| {
+        agora_store::default_model::ensure_shared(&mut |_, _| {}).unwrap()
     })
     .await
     .unwrap();

