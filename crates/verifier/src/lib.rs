@@ -22,12 +22,15 @@ use agora_engine::{
 /// Tokens read per position for a sampled check, at least: the rule's set is computed among
 /// the top `max(top_k, MIN_TOP)` tokens.
 pub const MIN_TOP: usize = 64;
+/// Tokens read per position when the rule has no top-k cut: the nucleus and the sampling
+/// probabilities are normalized over these, so the tail left out must be negligible.
+pub const UNCUT_TOP: usize = 4096;
 
 /// How far the verifier's logits may be from the provider's, and how unlikely an answer may be.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Thresholds {
     /// Largest logit difference put down to floating point, not to cheating: a greedy token may
-    /// be this far below the best, a sampled one this far outside the top-k/top-p set.
+    /// be this far below the best, a sampled one this far below the lowest token the rule kept.
     pub logit_epsilon: f32,
     /// Tokens whose logits are this close may be ranked either way by the provider's sampler.
     pub tie_epsilon: f32,
@@ -108,6 +111,20 @@ pub struct Verdict {
     pub z: Option<f64>,
     /// The |z| bound the verdict was judged against.
     pub max_z: f64,
+    /// The closest calls, whatever the thresholds: what calibration reads.
+    pub margins: Margins,
+}
+
+/// How close an answer came to each threshold (the largest value over its positions).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Margins {
+    /// Greedy: the best logit minus the token's.
+    pub greedy_gap: f32,
+    /// Sampled: how far (in logits) a token fell below the lowest one the rule kept.
+    pub set_gap: f32,
+    /// Sampled: how far (in probability) the seeded draw fell outside the token's interval,
+    /// after near-ties.
+    pub pick_gap: f64,
 }
 
 impl Verdict {
@@ -138,6 +155,8 @@ pub async fn check(
 ) -> Result<Verdict, Error> {
     let top = if sampling.is_greedy() {
         1
+    } else if sampling.top_k == 0 {
+        UNCUT_TOP
     } else {
         (sampling.top_k as usize).max(MIN_TOP)
     };
@@ -155,8 +174,10 @@ pub fn check_scores(
 ) -> Verdict {
     let eps = thresholds.logit_epsilon;
     let mut findings = Vec::new();
+    let mut margins = Margins::default();
     if sampling.is_greedy() {
         for (position, score) in scores.iter().enumerate() {
+            margins.greedy_gap = margins.greedy_gap.max(score.max_logit - score.logit);
             if score.max_logit - score.logit > eps {
                 findings.push(Finding::NotBest {
                     position,
@@ -171,6 +192,7 @@ pub fn check_scores(
             findings,
             z: None,
             max_z: thresholds.max_z,
+            margins,
         };
     }
 
@@ -182,13 +204,15 @@ pub fn check_scores(
         }
         let kept = sampling::candidates_among(&top, sampling);
         let Some(index) = kept.iter().position(|c| c.token == score.token) else {
-            // Outside the set: allowed only if an ε-perturbation could bring it in, that is if
-            // its logit is within 2ε of the lowest kept one. Its pick cannot be judged then.
+            // Outside the set: allowed only within ε of the lowest token kept (the provider's
+            // logits may have kept it). Its pick cannot be judged then.
             let lowest = kept
                 .iter()
                 .filter_map(|c| logit_of(&top, c.token))
                 .fold(f32::INFINITY, f32::min);
-            if score.logit < lowest - 2.0 * eps {
+            let gap = lowest - score.logit;
+            margins.set_gap = margins.set_gap.max(gap);
+            if gap > eps {
                 findings.push(Finding::NotAllowed {
                     position,
                     token: score.token,
@@ -199,12 +223,16 @@ pub fn check_scores(
         likelihood.add(&kept, index);
         let draw = sampling::uniform_at(sampling.seed, first_position + position as u64);
         let expected = pick(&kept, draw);
-        if expected != score.token && !within_reach(&kept, &top, index, draw, thresholds) {
-            findings.push(Finding::NotSeededPick {
-                position,
-                token: score.token,
-                expected,
-            });
+        if expected != score.token {
+            let gap = interval_gap(&kept, &top, index, draw, thresholds.tie_epsilon);
+            margins.pick_gap = margins.pick_gap.max(gap);
+            if gap > thresholds.pick_slack {
+                findings.push(Finding::NotSeededPick {
+                    position,
+                    token: score.token,
+                    expected,
+                });
+            }
         }
     }
     Verdict {
@@ -212,6 +240,7 @@ pub fn check_scores(
         findings,
         z: Some(likelihood.z()),
         max_z: thresholds.max_z,
+        margins,
     }
 }
 
@@ -228,20 +257,20 @@ fn pick(kept: &[Candidate], draw: f64) -> u32 {
     kept.last().map_or(0, |c| c.token)
 }
 
-/// Whether the sampler could have picked `kept[index]` with `draw` from logits a little off
-/// the verifier's: its interval in the cumulative order, widened by the probability of the
-/// tokens tied with it (within `tie_epsilon`, which may rank on either side of it) and by
-/// `pick_slack`, must hold the draw.
-fn within_reach(
+/// How far (in probability) `draw` falls outside the interval the sampler could have given
+/// `kept[index]`: its interval in the cumulative order, widened by the probability of the
+/// tokens tied with it (within `tie_epsilon` logits, which may rank on either side of it).
+/// Zero when the draw is inside.
+fn interval_gap(
     kept: &[Candidate],
     top: &[(u32, f32)],
     index: usize,
     draw: f64,
-    thresholds: &Thresholds,
-) -> bool {
+    tie_epsilon: f32,
+) -> f64 {
     let token_logit = logit_of(top, kept[index].token).unwrap_or(f32::NEG_INFINITY);
     let tied = |c: &Candidate| {
-        logit_of(top, c.token).is_some_and(|l| (l - token_logit).abs() <= thresholds.tie_epsilon)
+        logit_of(top, c.token).is_some_and(|l| (l - token_logit).abs() <= tie_epsilon)
     };
     let above: f64 = kept[..index]
         .iter()
@@ -254,9 +283,8 @@ fn within_reach(
         .filter(|(i, c)| *i != index && tied(c))
         .map(|(_, c)| c.probability)
         .sum();
-    let lo = above - thresholds.pick_slack;
-    let hi = above + ties + kept[index].probability + thresholds.pick_slack;
-    lo <= draw && draw < hi
+    let hi = above + ties + kept[index].probability;
+    (above - draw).max(draw - hi).max(0.0)
 }
 
 fn logit_of(top: &[(u32, f32)], token: u32) -> Option<f32> {
