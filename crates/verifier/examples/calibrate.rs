@@ -109,6 +109,7 @@ fn main() {
         logit_epsilon: f32::INFINITY,
         tie_epsilon: Thresholds::default().tie_epsilon,
         pick_slack: f64::INFINITY,
+        mass_slack: Thresholds::default().mass_slack,
         max_z: f64::INFINITY,
     };
     let defaults = Thresholds::default();
@@ -149,10 +150,12 @@ fn main() {
             worst.margins.greedy_gap = worst.margins.greedy_gap.max(m.greedy_gap);
             worst.margins.set_gap = worst.margins.set_gap.max(m.set_gap);
             worst.margins.pick_gap = worst.margins.pick_gap.max(m.pick_gap);
+            worst.margins.nucleus_gap = worst.margins.nucleus_gap.max(m.nucleus_gap);
             worst.z = worst.z.max(verdict.z.unwrap_or(0.0).abs());
             let flagged = m.greedy_gap > defaults.logit_epsilon
                 || m.set_gap > defaults.logit_epsilon
                 || m.pick_gap > defaults.pick_slack
+                || m.nucleus_gap > defaults.mass_slack
                 || verdict.z.is_some_and(|z| z.abs() > defaults.max_z);
             worst.flagged += usize::from(flagged);
             if sampling.is_greedy() {
@@ -189,6 +192,11 @@ fn main() {
         "outside the set (logits)",
         f64::from(worst.margins.set_gap),
         f64::from(defaults.logit_epsilon),
+    );
+    row(
+        "outside top-p (prob)",
+        worst.margins.nucleus_gap,
+        defaults.mass_slack,
     );
     row(
         &format!("seeded pick (prob, ties {})", defaults.tie_epsilon),

@@ -36,6 +36,8 @@ pub struct Thresholds {
     pub tie_epsilon: f32,
     /// How far (in probability) the seeded draw may fall outside the token's interval.
     pub pick_slack: f64,
+    /// How far (in probability) the provider's top-p boundary may be from the verifier's.
+    pub mass_slack: f64,
     /// Largest |z| of an honest sampled answer's likelihood.
     pub max_z: f64,
 }
@@ -52,6 +54,7 @@ impl Default for Thresholds {
             logit_epsilon: 1.5,
             tie_epsilon: 0.7,
             pick_slack: 0.1,
+            mass_slack: 0.05,
             max_z: 6.0,
         }
     }
@@ -120,8 +123,10 @@ pub struct Verdict {
 pub struct Margins {
     /// Greedy: the best logit minus the token's.
     pub greedy_gap: f32,
-    /// Sampled: how far (in logits) a token fell below the lowest one the rule kept.
+    /// Sampled: how far (in logits) a token fell below the lowest one the top-k kept.
     pub set_gap: f32,
+    /// Sampled: how far (in probability) the mass ranked above a token exceeded top-p.
+    pub nucleus_gap: f64,
     /// Sampled: how far (in probability) the seeded draw fell outside the token's interval,
     /// after near-ties.
     pub pick_gap: f64,
@@ -202,11 +207,16 @@ pub fn check_scores(
         if !top.iter().any(|(token, _)| *token == score.token) {
             top.push((score.token, score.logit));
         }
-        let kept = sampling::candidates_among(&top, sampling);
-        let Some(index) = kept.iter().position(|c| c.token == score.token) else {
-            // Outside the set: allowed only within ε of the lowest token kept (the provider's
+        // The rule's ranking after temperature and top-k, before the nucleus cut.
+        let uncut = SamplingParams {
+            top_p: 1.0,
+            ..*sampling
+        };
+        let ranked = sampling::candidates_among(&top, &uncut);
+        let Some(index) = ranked.iter().position(|c| c.token == score.token) else {
+            // Outside the top-k: allowed only within ε of the lowest token kept (the provider's
             // logits may have kept it). Its pick cannot be judged then.
-            let lowest = kept
+            let lowest = ranked
                 .iter()
                 .filter_map(|c| logit_of(&top, c.token))
                 .fold(f32::INFINITY, f32::min);
@@ -220,19 +230,44 @@ pub fn check_scores(
             }
             continue;
         };
-        likelihood.add(&kept, index);
+        // The nucleus the provider's probabilities could have cut: every size whose boundary
+        // is within `mass_slack` of top-p. Renormalizing over a token more or less moves every
+        // interval, so each size is tried.
+        let cuts = nucleus_cuts(&ranked, f64::from(sampling.top_p), thresholds.mass_slack);
+        let mass_before: f64 = ranked[..index].iter().map(|c| c.probability).sum();
+        margins.nucleus_gap = margins
+            .nucleus_gap
+            .max(mass_before - f64::from(sampling.top_p));
+        if index >= *cuts.end() {
+            findings.push(Finding::NotAllowed {
+                position,
+                token: score.token,
+            });
+            continue;
+        }
         let draw = sampling::uniform_at(sampling.seed, first_position + position as u64);
-        let expected = pick(&kept, draw);
-        if expected != score.token {
-            let gap = interval_gap(&kept, &top, index, draw, thresholds.tie_epsilon);
-            margins.pick_gap = margins.pick_gap.max(gap);
-            if gap > thresholds.pick_slack {
-                findings.push(Finding::NotSeededPick {
-                    position,
-                    token: score.token,
-                    expected,
-                });
+        let mut best: Option<(f64, Vec<Candidate>)> = None;
+        for cut in cuts.clone().filter(|&n| n > index) {
+            let kept = renormalized(&ranked[..cut]);
+            let gap = if pick(&kept, draw) == score.token {
+                0.0
+            } else {
+                interval_gap(&kept, &top, index, draw, thresholds.tie_epsilon)
+            };
+            if best.as_ref().is_none_or(|(g, _)| gap < *g) {
+                best = Some((gap, kept));
             }
+        }
+        let Some((gap, kept)) = best else { continue };
+        likelihood.add(&kept, index);
+        margins.pick_gap = margins.pick_gap.max(gap);
+        if gap > thresholds.pick_slack {
+            let own = renormalized(&ranked[..(*cuts.start()).max(1)]);
+            findings.push(Finding::NotSeededPick {
+                position,
+                token: score.token,
+                expected: pick(&own, draw),
+            });
         }
     }
     Verdict {
@@ -242,6 +277,39 @@ pub fn check_scores(
         max_z: thresholds.max_z,
         margins,
     }
+}
+
+/// The sizes the top-p cut of `ranked` could have had: the rule keeps the fewest tokens whose
+/// mass reaches `top_p`; logits a little off move that mass, so every size whose boundary is
+/// within `slack` of `top_p` qualifies. Always includes the verifier's own size.
+fn nucleus_cuts(ranked: &[Candidate], top_p: f64, slack: f64) -> std::ops::RangeInclusive<usize> {
+    if top_p >= 1.0 || ranked.is_empty() {
+        return ranked.len()..=ranked.len();
+    }
+    let mut cumulative = 0.0;
+    let (mut first, mut last) = (ranked.len(), 1);
+    for (n, candidate) in ranked.iter().enumerate().map(|(i, c)| (i + 1, c)) {
+        let before = cumulative;
+        cumulative += candidate.probability;
+        if cumulative >= top_p - slack {
+            first = first.min(n);
+        }
+        if before < top_p + slack {
+            last = n;
+        }
+    }
+    first.min(last)..=last
+}
+
+/// `kept` with probabilities rescaled to sum to one.
+fn renormalized(kept: &[Candidate]) -> Vec<Candidate> {
+    let total: f64 = kept.iter().map(|c| c.probability).sum();
+    kept.iter()
+        .map(|c| Candidate {
+            token: c.token,
+            probability: c.probability / total,
+        })
+        .collect()
 }
 
 /// The token the sampler picks from `kept` with the uniform draw `draw` (as in
@@ -395,6 +463,7 @@ mod tests {
             logit_epsilon: 0.0,
             tie_epsilon: 0.0,
             pick_slack: 0.0,
+            mass_slack: 0.0,
             max_z: 6.0,
         };
         let honest = check_scores(&scores, &params, 0, &thresholds);
@@ -417,6 +486,7 @@ mod tests {
             logit_epsilon: 100.0,
             tie_epsilon: 100.0,
             pick_slack: 1.0,
+            mass_slack: 1.0,
             max_z: 6.0,
         };
         let verdict = check_scores(&scores, &sampled(1), 0, &thresholds);
