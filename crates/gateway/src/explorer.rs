@@ -488,30 +488,35 @@ pub(crate) async fn proposals(
     Ok(Json(json!({"height": head.height, "proposals": list})))
 }
 
-/// Query of `/agora/receipts`.
+/// Query of `/agora/receipts` (a string, so that a bad `limit` gets the API's own 400).
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListQuery {
-    limit: Option<usize>,
+    limit: Option<String>,
 }
 
 /// `GET /agora/receipts`: the receipts this gateway received, newest first.
 pub(crate) async fn receipts(
     State(gateway): State<Arc<Gateway>>,
-    Query(query): Query<ListQuery>,
-) -> Json<Value> {
-    let limit = query.limit.unwrap_or(50).min(MAX_LISTED);
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let bad = || ApiError::bad("limit must be a whole number", Some("limit"));
+    let limit = match query.map_err(|_| bad())?.0.limit {
+        Some(text) => text.parse::<usize>().map_err(|_| bad())?,
+        None => 50,
+    }
+    .min(MAX_LISTED);
     let list: Vec<Value> = gateway
         .receipts
         .recent(limit, |_| true)
         .iter()
         .map(receipt_summary)
         .collect();
-    Json(json!({
+    Ok(Json(json!({
         "receipts": list,
         // Verifiers and disputes are not part of the network yet.
         "verifications": [],
         "disputes": [],
-    }))
+    })))
 }
 
 fn receipt_summary(stored: &StoredReceipt) -> Value {
