@@ -140,7 +140,7 @@ fn main() {
                 .map(|(_, p, s)| block_on(generate(provider, p.clone(), *s)))
                 .collect()
         };
-        for ((_, prompt, sampling), output) in batch.iter().zip(outputs) {
+        for ((job, prompt, sampling), output) in batch.iter().zip(outputs) {
             if output.is_empty() {
                 continue;
             }
@@ -158,6 +158,9 @@ fn main() {
                 || m.nucleus_gap > defaults.mass_slack
                 || verdict.z.is_some_and(|z| z.abs() > defaults.max_z);
             worst.flagged += usize::from(flagged);
+            if flagged {
+                println!("flagged: job {job} {sampling:?} {m:?} z {:?}", verdict.z);
+            }
             if sampling.is_greedy() {
                 worst.greedy += 1;
             } else {
