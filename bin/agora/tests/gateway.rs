@@ -618,29 +618,20 @@ async fn a_provider_killed_mid_stream_is_replaced_without_a_failed_request() {
     }
 }
 
-/// The gateway's view of one provider, if it lists it.
+/// GET `url` as JSON.
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// How many providers the gateway routes the test model to.
 async fn serving(http: &reqwest::Client, gateway: &str) -> u64 {
-    let models: Value = http
-        .get(format!("{gateway}/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get_json(http, format!("{gateway}/v1/models")).await;
     models["data"][0]["providers"].as_u64().unwrap_or(0)
 }
 
+/// The gateway's view of one provider, if it lists it.
 async fn provider_state(http: &reqwest::Client, gateway: &str, account: &str) -> Option<Value> {
-    let list: Value = http
-        .get(format!("{gateway}/agora/providers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(http, format!("{gateway}/agora/providers")).await;
     list["providers"]
         .as_array()
         .unwrap()

@@ -558,7 +558,19 @@ pub(crate) async fn receipt(
         ),
         Some(found) => check_inclusion(&gateway, &stored.receipt, found).await,
     };
-    Ok(Json(json!({
+    let mut body = receipt_body(&stored, inclusion);
+    body["checks"] = json!({
+        "signature": signature,
+        "transcript": transcript,
+        "inclusion": proof,
+        "onchain": onchain,
+    });
+    Ok(Json(body))
+}
+
+/// A stored receipt as JSON: the receipt, its transcript and its inclusion proof (or null).
+pub(crate) fn receipt_body(stored: &StoredReceipt, inclusion: Option<Value>) -> Value {
+    json!({
         "receipt": stored.receipt,
         "endpoint": stored.endpoint,
         "transcript": {
@@ -567,13 +579,7 @@ pub(crate) async fn receipt(
             "output_text": stored.output_text,
         },
         "inclusion": inclusion,
-        "checks": {
-            "signature": signature,
-            "transcript": transcript,
-            "inclusion": proof,
-            "onchain": onchain,
-        },
-    })))
+    })
 }
 
 /// The provider's inclusion proof of a receipt, once its epoch is committed.

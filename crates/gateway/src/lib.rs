@@ -288,16 +288,7 @@ async fn receipt(
         .get(&id)
         .ok_or_else(|| ApiError::NotFound(format!("receipt {id}")))?;
     let inclusion = explorer::inclusion(&gateway, &stored).await;
-    Ok(Json(json!({
-        "receipt": stored.receipt,
-        "endpoint": stored.endpoint,
-        "transcript": {
-            "request": stored.request,
-            "output_tokens": stored.output_tokens,
-            "output_text": stored.output_text,
-        },
-        "inclusion": inclusion,
-    })))
+    Ok(Json(explorer::receipt_body(&stored, inclusion)))
 }
 
 async fn metrics_text(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
