@@ -84,12 +84,10 @@ pub fn candidates(logits: &[f32], params: &SamplingParams) -> Vec<Candidate> {
             })
             .unwrap_or_default();
     }
-    let all: Vec<(u32, f32)> = logits
-        .iter()
-        .enumerate()
-        .map(|(idx, &l)| (idx as u32, l))
-        .collect();
-    candidates_among(&all, params)
+    ranked_candidates(
+        logits.iter().enumerate().map(|(idx, &l)| (idx as u32, l)),
+        params,
+    )
 }
 
 /// [`candidates`] over a subset of the vocabulary, as `(token, raw logit)` pairs: the rule's
@@ -110,11 +108,19 @@ pub fn candidates_among(tokens: &[(u32, f32)], params: &SamplingParams) -> Vec<C
             })
             .unwrap_or_default();
     }
+    ranked_candidates(tokens.iter().copied(), params)
+}
+
+/// The sampled rule's set over `(token, raw logit)` pairs (no intermediate copy of the
+/// vocabulary on the sampler's hot path).
+fn ranked_candidates(
+    tokens: impl Iterator<Item = (u32, f32)>,
+    params: &SamplingParams,
+) -> Vec<Candidate> {
     let temperature = f64::from(params.temperature);
     let mut ranked: Vec<(u32, f64)> = tokens
-        .iter()
         .filter(|(_, l)| l.is_finite())
-        .map(|&(token, l)| (token, f64::from(l) / temperature))
+        .map(|(token, l)| (token, f64::from(l) / temperature))
         .collect();
     // Highest first; equal logits keep id order so the ranking is total and reproducible.
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -538,10 +538,7 @@ pub(crate) async fn receipt(
     State(gateway): State<Arc<Gateway>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let stored = gateway
-        .receipts
-        .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("receipt {id}")))?;
+    let stored = stored_receipt(&gateway, &id)?;
     let signature = match stored.receipt.to_verified() {
         Ok(_) => json!({"ok": true}),
         Err(err) => json!({"ok": false, "error": err.to_string()}),
@@ -566,6 +563,14 @@ pub(crate) async fn receipt(
         "onchain": onchain,
     });
     Ok(Json(body))
+}
+
+/// A receipt this gateway keeps, or 404.
+pub(crate) fn stored_receipt(gateway: &Gateway, id: &str) -> Result<StoredReceipt, ApiError> {
+    gateway
+        .receipts
+        .get(id)
+        .ok_or_else(|| ApiError::NotFound(format!("receipt {id}")))
 }
 
 /// A stored receipt as JSON: the receipt, its transcript and its inclusion proof (or null).

@@ -283,10 +283,7 @@ async fn receipt(
     State(gateway): State<Arc<Gateway>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let stored = gateway
-        .receipts
-        .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("receipt {id}")))?;
+    let stored = explorer::stored_receipt(&gateway, &id)?;
     let inclusion = explorer::inclusion(&gateway, &stored).await;
     Ok(Json(explorer::receipt_body(&stored, inclusion)))
 }
