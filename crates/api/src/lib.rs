@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod plan;
 mod receipt;
 
 pub use receipt::{ReceiptError, ReceiptJson};

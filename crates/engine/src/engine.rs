@@ -320,6 +320,34 @@ impl Engine {
         &self.template
     }
 
+    /// Turns a planned chat request into what [`Engine::generate`] takes: the prompt rendered
+    /// with the model's template and tokenized, the sampling rule (top-k defaulting to
+    /// [`sampling::DEFAULT_TOP_K`]) and the continuation. Provider and verifier both build
+    /// their requests here, so a verifier checks exactly what a provider was asked.
+    pub fn request_for(&self, plan: &agora_api::plan::ChatPlan) -> Result<GenerateRequest, Error> {
+        let messages: Vec<ChatMessage> = plan
+            .messages
+            .iter()
+            .map(|m| ChatMessage::new(m.role, m.content.clone()))
+            .collect();
+        Ok(GenerateRequest {
+            prompt: self.tokenize_chat(&messages)?,
+            sampling: SamplingParams {
+                temperature: plan.temperature,
+                top_p: plan.top_p,
+                top_k: plan.top_k.unwrap_or(crate::sampling::DEFAULT_TOP_K),
+                seed: plan.seed,
+            },
+            max_tokens: plan.max_tokens,
+            stop: plan.stop.clone(),
+            logprobs: plan.logprobs,
+            continuation: Continuation {
+                tokens: plan.continuation_tokens.clone(),
+                emitted_bytes: plan.continuation_emitted_bytes,
+            },
+        })
+    }
+
     /// Renders `messages` with the model's template and tokenizes the prompt.
     pub fn tokenize_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, Error> {
         if messages.is_empty() {

@@ -46,6 +46,16 @@ impl SamplingParams {
     pub fn is_greedy(&self) -> bool {
         self.temperature <= 0.0
     }
+
+    /// The rule as a receipt declares it: integers in thousandths, no floats in signed state.
+    pub fn declared(&self) -> agora_types::SamplingParams {
+        agora_types::SamplingParams {
+            temperature_milli: (self.temperature * 1000.0).round() as u32,
+            top_p_milli: (self.top_p * 1000.0).round() as u32,
+            top_k: self.top_k,
+            seed: self.seed,
+        }
+    }
 }
 
 /// One candidate that survived the sampling filters, with its final probability.

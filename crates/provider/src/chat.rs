@@ -4,12 +4,9 @@ use std::{convert::Infallible, sync::Arc, time::Instant};
 
 use agora_api::{
     AgoraResponse, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
-    ChoiceLogprobs, ChunkChoice, Delta, MessageContent, ResponseMessage, TopLogprob, Usage,
+    ChoiceLogprobs, ChunkChoice, Delta, ResponseMessage, TopLogprob, Usage,
 };
-use agora_engine::{
-    sampling, ChatMessage, Continuation, Event, Finish, FinishReason, GenerateRequest,
-    SamplingParams,
-};
+use agora_engine::{Event, Finish, FinishReason, GenerateRequest};
 use agora_types::Hash;
 use axum::{
     body::{Body, Bytes},
@@ -22,13 +19,9 @@ use futures::{Stream, StreamExt};
 
 use crate::{payments, ApiError, Provider, ServedModel};
 
-/// Most stop strings a request may give.
-const MAX_STOP_STRINGS: usize = 16;
 /// Bytes of an oversized body read and dropped before answering 413; past this the connection
 /// is closed.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
-/// Most alternatives per position in `top_logprobs`.
-const MAX_TOP_LOGPROBS: i64 = 20;
 
 /// The handler: every outcome, good or bad, is counted by status.
 pub(crate) async fn completions(
@@ -81,12 +74,7 @@ impl Billing {
             model: prepared.model.cid,
             prompt_tokens: finish.prompt_tokens,
             completion_tokens: finish.completion_tokens,
-            sampling: agora_types::SamplingParams {
-                temperature_milli: (sampling.temperature * 1000.0).round() as u32,
-                top_p_milli: (sampling.top_p * 1000.0).round() as u32,
-                top_k: sampling.top_k,
-                seed: sampling.seed,
-            },
+            sampling: sampling.declared(),
             price_in: prepared.model.price_in,
             price_out: prepared.model.price_out,
         };
@@ -179,146 +167,19 @@ async fn prepare(
         .model(&request.model)
         .cloned()
         .ok_or_else(|| ApiError::ModelNotFound(request.model.clone()))?;
-    if request.messages.is_empty() {
-        return Err(ApiError::bad(
-            "messages must not be empty",
-            Some("messages"),
-        ));
-    }
-    let mut messages = Vec::with_capacity(request.messages.len());
-    for message in &request.messages {
-        let role = match message.role.as_str() {
-            "system" | "developer" => "system",
-            "user" => "user",
-            "assistant" => "assistant",
-            "tool" => "tool",
-            other => {
-                return Err(ApiError::bad(
-                    format!("unknown message role '{other}'"),
-                    Some("messages"),
-                ))
-            }
-        };
-        let content = match &message.content {
-            Some(MessageContent::Text(text)) => text.clone(),
-            Some(MessageContent::Parts(parts)) => {
-                let mut text = String::new();
-                for part in parts {
-                    match (part.kind.as_str(), &part.text) {
-                        ("text", Some(t)) => text.push_str(t),
-                        (kind, _) => {
-                            return Err(ApiError::bad(
-                                format!("content part type '{kind}' is not supported"),
-                                Some("messages"),
-                            ))
-                        }
-                    }
-                }
-                text
-            }
-            None => String::new(),
-        };
-        messages.push(ChatMessage::new(role, content));
-    }
-    if request.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::bad("only n = 1 is supported", Some("n")));
-    }
-    let temperature = request.temperature.unwrap_or(1.0);
-    if !(0.0..=2.0).contains(&temperature) {
-        return Err(ApiError::bad(
-            "temperature must be between 0 and 2",
-            Some("temperature"),
-        ));
-    }
-    let top_p = request.top_p.unwrap_or(1.0);
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(ApiError::bad("top_p must be in (0, 1]", Some("top_p")));
-    }
-    let top_k = match request.top_k {
-        None => sampling::DEFAULT_TOP_K,
-        Some(k) if (0..=i64::from(u32::MAX)).contains(&k) => k as u32,
-        Some(_) => {
-            return Err(ApiError::bad(
-                "top_k must be a non-negative integer",
-                Some("top_k"),
-            ))
-        }
-    };
-    let max_tokens = match request.max_completion_tokens.or(request.max_tokens) {
-        None => None,
-        Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
-        Some(_) => {
-            return Err(ApiError::bad(
-                "max_tokens must be at least 1",
-                Some("max_tokens"),
-            ))
-        }
-    };
-    let stop = request.stop.map(|s| s.into_vec()).unwrap_or_default();
-    if stop.len() > MAX_STOP_STRINGS || stop.iter().any(String::is_empty) {
-        return Err(ApiError::bad(
-            format!("stop takes up to {MAX_STOP_STRINGS} non-empty strings"),
-            Some("stop"),
-        ));
-    }
-    let logprobs = match (request.logprobs.unwrap_or(false), request.top_logprobs) {
-        (false, None) => None,
-        (false, Some(_)) => {
-            return Err(ApiError::bad(
-                "top_logprobs requires logprobs to be true",
-                Some("top_logprobs"),
-            ))
-        }
-        (true, top) => {
-            let top = top.unwrap_or(0);
-            if !(0..=MAX_TOP_LOGPROBS).contains(&top) {
-                return Err(ApiError::bad(
-                    format!("top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}"),
-                    Some("top_logprobs"),
-                ));
-            }
-            Some(top as u32)
-        }
-    };
-    // Without a seed, one is derived from the request bytes, so the same request samples the
-    // same answer; it is reported back either way.
-    let seed = match request.seed {
-        Some(seed) => seed as u64,
-        None => {
-            let hash = Hash::of(body);
-            u64::from_le_bytes(hash.0[..8].try_into().unwrap_or_default())
-        }
-    };
-    let agora = request.agora.unwrap_or_default();
-    let continuation = agora
-        .continuation
-        .map(|c| Continuation {
-            tokens: c.tokens,
-            emitted_bytes: c.emitted_bytes,
-        })
-        .unwrap_or_default();
+    let plan = agora_api::plan::plan(request, body)
+        .map_err(|err| ApiError::bad(err.message, err.param))?;
+    let (stream, include_usage, token_ids) = (plan.stream, plan.include_usage, plan.token_ids);
     let engine = Arc::clone(&model.engine);
-    let prompt = tokio::task::spawn_blocking(move || engine.tokenize_chat(&messages))
+    let request = tokio::task::spawn_blocking(move || engine.request_for(&plan))
         .await
         .map_err(|err| ApiError::Internal(err.to_string()))??;
     Ok(Prepared {
         model,
-        request: GenerateRequest {
-            prompt,
-            sampling: SamplingParams {
-                temperature: temperature as f32,
-                top_p: top_p as f32,
-                top_k,
-                seed,
-            },
-            max_tokens,
-            stop,
-            logprobs,
-            continuation,
-        },
-        stream: request.stream,
-        include_usage: request.stream_options.is_some_and(|o| o.include_usage),
-        token_ids: agora.token_ids,
+        request,
+        stream,
+        include_usage,
+        token_ids,
         request_hash: Hash::of(body),
     })
 }

@@ -44,6 +44,7 @@ pub mod params;
 pub mod receipt;
 pub mod registry;
 pub mod signing;
+pub mod transcript;
 pub mod tx;
 pub mod voucher;
 
@@ -61,5 +62,6 @@ pub use params::Params;
 pub use receipt::{Receipt, SamplingParams, SignedReceipt};
 pub use registry::{ModelInfo, ModelOffer, ProviderInfo};
 pub use signing::{domain, ChainId, Domain};
+pub use transcript::Transcript;
 pub use tx::{ProviderScore, ReceiptTotals, SignedTx, TxBody};
 pub use voucher::{SignedVoucher, Voucher};

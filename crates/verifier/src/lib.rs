@@ -14,6 +14,10 @@
 //!
 //! [`check_scores`] is the pure part, over scores already computed; [`check`] runs the model.
 
+pub mod transcript;
+
+pub use transcript::{check_transcript, Fault, TranscriptCheck, TranscriptCheckError};
+
 use agora_engine::{
     sampling::{self, Candidate},
     Engine, PositionScore, SamplingParams,
