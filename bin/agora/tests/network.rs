@@ -88,6 +88,8 @@ pub(crate) struct ProviderProcess {
     price_out: String,
     /// How often it redeems and commits, in ms (from its next start).
     pub(crate) settle_ms: u64,
+    /// More flags for `agora provider` (a cheat, another model).
+    pub(crate) extra_args: Vec<String>,
 }
 
 /// Node, providers and gateway, killed on drop.
@@ -111,6 +113,13 @@ impl Network {
     /// Starts a node and `providers` providers (prices rising with the index), registers them,
     /// issues an API key with `credit` AGR and starts the gateway.
     pub(crate) async fn start(providers: usize, credit: &str) -> Network {
+        Network::start_with(vec![Vec::new(); providers], credit).await
+    }
+
+    /// Like [`Network::start`], with one provider per entry of `provider_args`, each started
+    /// with those extra flags.
+    pub(crate) async fn start_with(provider_args: Vec<Vec<String>>, credit: &str) -> Network {
+        let providers = provider_args.len();
         let dir = tempfile::tempdir().unwrap();
         seed_model(dir.path());
         let chain = dir.path().join("chain");
@@ -137,7 +146,7 @@ impl Network {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let mut list = Vec::new();
-        for index in 1..=providers {
+        for (index, extra_args) in (1..=providers).zip(provider_args) {
             let key = chain.join("keys").join(format!("dev-{index}.key"));
             let account = agora_rpc::keyfile::load(&key)
                 .unwrap()
@@ -151,6 +160,7 @@ impl Network {
                 price_in: format!("0.{index}"),
                 price_out: format!("0.{}", index * 2),
                 settle_ms: 1000,
+                extra_args,
             });
         }
         let gateway_port = free_port();
@@ -234,6 +244,7 @@ impl Network {
             .args(["--price-in", &p.price_in, "--price-out", &p.price_out])
             .args(["--context", "512", "--parallel", "8", "--threads", "1"])
             .args(["--settle-interval-ms", &p.settle_ms.to_string()])
+            .args(&p.extra_args)
             .stdout(Stdio::null())
             .stderr(log_file(self.dir.path(), &format!("provider-{index}.log")))
             .spawn()

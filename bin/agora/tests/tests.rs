@@ -4,3 +4,4 @@ mod devnet;
 mod gateway;
 mod network;
 mod node_crash;
+mod verification;

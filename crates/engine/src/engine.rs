@@ -238,7 +238,7 @@ pub struct Engine {
 }
 
 /// llama.cpp's backend may be initialized once per process.
-fn backend() -> Result<&'static LlamaBackend, Error> {
+pub(crate) fn backend() -> Result<&'static LlamaBackend, Error> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {

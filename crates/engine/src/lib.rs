@@ -20,6 +20,7 @@
 
 mod engine;
 mod error;
+pub mod quantize;
 pub mod sampling;
 mod scheduler;
 pub mod template;

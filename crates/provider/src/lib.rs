@@ -10,6 +10,7 @@
 //! can panic the server.
 
 mod chat;
+pub mod cheat;
 mod error;
 pub mod journal;
 mod metrics;
@@ -60,6 +61,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Registration, vouchers and receipts on the ledger; `None` serves for free, off-ledger.
     pub ledger: Option<LedgerConfig>,
+    /// Cheat this way (tests and benchmarks of verifiers only; `None` is honest).
+    pub cheat: Option<cheat::Cheat>,
 }
 
 /// What can stop a provider.
@@ -105,6 +108,7 @@ pub struct Provider {
     request_timeout: Duration,
     metrics: metrics::Metrics,
     payments: Option<Arc<Payments>>,
+    cheat: Option<cheat::Cheat>,
 }
 
 impl Provider {
@@ -120,7 +124,14 @@ impl Provider {
             request_timeout,
             metrics: metrics::Metrics::default(),
             payments: None,
+            cheat: None,
         }
+    }
+
+    /// Cheats the way `cheat` says (tests and benchmarks of verifiers only).
+    pub fn with_cheat(mut self, cheat: Option<cheat::Cheat>) -> Self {
+        self.cheat = cheat;
+        self
     }
 
     /// Requires a voucher with every request and signs a receipt for every answer.
@@ -200,7 +211,8 @@ pub async fn run(
             price_out: model.price_out,
         });
     }
-    let mut provider = Provider::new(served, config.max_body_bytes, config.request_timeout);
+    let mut provider = Provider::new(served, config.max_body_bytes, config.request_timeout)
+        .with_cheat(config.cheat);
     let Some(payments) = payments else {
         return serve(Arc::new(provider), listener, shutdown).await;
     };

@@ -113,6 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     settle_interval: Duration::from_secs(2),
                     journal_dir: Some(chain_dir.join("payments")),
                 }),
+                cheat: None,
             };
             println!("devnet: provider {index} on http://{addr}");
             provider_urls.push(format!("http://{addr}"));

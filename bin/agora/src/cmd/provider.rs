@@ -24,6 +24,10 @@ pub struct Args {
     pub ledger: LedgerArgs,
     #[command(flatten)]
     pub data: DataDirArgs,
+    /// Cheat, for tests and benchmarks of verifiers only: `canned`, `truncate` or
+    /// `forged-prefill`.
+    #[arg(long, hide = true)]
+    pub cheat: Option<agora_provider::cheat::Cheat>,
 }
 
 /// One-shot provider actions.
@@ -134,6 +138,10 @@ pub struct EngineArgs {
     /// Requests that may wait for a slot before new ones get 429.
     #[arg(long, env = "AGORA_QUEUE", default_value_t = 64)]
     pub queue: usize,
+    /// Cheat, for tests and benchmarks of verifiers only: serve `--model` while claiming it is
+    /// the model with this CID (named like the default model).
+    #[arg(long, hide = true, requires = "model")]
+    pub cheat_claim: Option<Cid>,
 }
 
 impl EngineArgs {
@@ -158,6 +166,10 @@ impl EngineArgs {
             }
         };
         let mut engine = EngineConfig::for_model(store.path(&cid));
+        let (cid, name) = match self.cheat_claim {
+            Some(claimed) => (claimed, agora_store::default_model::NAME.to_string()),
+            None => (cid, name),
+        };
         if let Some(threads) = self.threads {
             engine.threads = threads;
         }
@@ -185,6 +197,7 @@ impl Args {
             max_body_bytes: agora_provider::DEFAULT_MAX_BODY_BYTES,
             request_timeout: Duration::from_secs(600),
             ledger: self.ledger.config(&self.data, self.listen)?,
+            cheat: self.cheat,
         })
     }
 }
