@@ -61,5 +61,5 @@ pub use params::Params;
 pub use receipt::{Receipt, SamplingParams, SignedReceipt};
 pub use registry::{ModelInfo, ModelOffer, ProviderInfo};
 pub use signing::{domain, ChainId, Domain};
-pub use tx::{ProviderScore, ReceiptTotals, SignedTx, TxBody};
+pub use tx::{score_commitment, ProviderScore, ReceiptTotals, SignedTx, TxBody};
 pub use voucher::{SignedVoucher, Voucher};
