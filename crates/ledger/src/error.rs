@@ -260,6 +260,101 @@ pub enum TxError {
     /// The proposal cannot be executed as written.
     #[error("invalid proposal: {0}")]
     InvalidProposal(String),
+    /// The endpoint is not an http(s) URL.
+    #[error("endpoint must be an http(s) URL")]
+    InvalidEndpoint,
+    /// Only a registered verifier may do this.
+    #[error("signer is not a registered verifier")]
+    NotVerifier,
+    /// The challenge bond is below `challenge_bond`.
+    #[error("bond {got} is below the minimum {min}")]
+    BondTooLow {
+        /// `challenge_bond`.
+        min: Amount,
+        /// The transaction's bond.
+        got: Amount,
+    },
+    /// The challenged receipt was signed for another chain, so this ledger cannot know it.
+    #[error("unknown receipt: it is for chain {0}, not this one")]
+    UnknownReceipt(String),
+    /// The challenged receipt's signature does not verify for its provider.
+    #[error("receipt signature does not verify for its provider")]
+    BadReceiptSignature,
+    /// The challenged receipt names an account that is not a registered provider.
+    #[error("receipt provider is not a registered provider")]
+    UnknownProvider,
+    /// A provider cannot challenge its own receipt.
+    #[error("a provider cannot challenge its own receipt")]
+    SelfChallenge,
+    /// This receipt was already challenged.
+    #[error("receipt {0} was already challenged")]
+    AlreadyChallenged(Hash),
+    /// No active verifier besides the challenger and the provider can sit on the committee.
+    #[error("no eligible verifier for the dispute committee")]
+    NoCommittee,
+    /// No dispute has this id.
+    #[error("dispute {0} not found")]
+    DisputeNotFound(Hash),
+    /// The dispute is settled or past its deadline.
+    #[error("dispute {id} is closed (votes counted until height {deadline_height})")]
+    DisputeClosed {
+        /// The dispute.
+        id: Hash,
+        /// Its last voting height.
+        deadline_height: u64,
+    },
+    /// Only members of the dispute's committee may vote.
+    #[error("signer is not on the committee of dispute {0}")]
+    NotCommitteeMember(Hash),
+    /// This member already voted on the dispute.
+    #[error("already voted on dispute {0}")]
+    AlreadyVoted(Hash),
+    /// Scores for an epoch may only be committed during that epoch.
+    #[error(
+        "scores for epoch {epoch} can only be committed during epoch {epoch} (current {current})"
+    )]
+    CommitWindow {
+        /// The transaction's epoch.
+        epoch: u64,
+        /// The current epoch.
+        current: u64,
+    },
+    /// The reveal window (the epoch after) has not opened yet.
+    #[error(
+        "reveal for epoch {epoch} too early: reveals are accepted in heights {opens}..={closes}"
+    )]
+    RevealTooEarly {
+        /// The transaction's epoch.
+        epoch: u64,
+        /// First height of the window.
+        opens: u64,
+        /// Last height of the window.
+        closes: u64,
+    },
+    /// The reveal window (the epoch after) has closed.
+    #[error(
+        "reveal for epoch {epoch} too late: reveals were accepted in heights {opens}..={closes}"
+    )]
+    RevealTooLate {
+        /// The transaction's epoch.
+        epoch: u64,
+        /// First height of the window.
+        opens: u64,
+        /// Last height of the window.
+        closes: u64,
+    },
+    /// The signer committed no scores for the epoch.
+    #[error("no score commitment for epoch {0}")]
+    NoCommitment(u64),
+    /// The signer already revealed its scores for the epoch.
+    #[error("scores for epoch {0} already revealed")]
+    AlreadyRevealed(u64),
+    /// The revealed scores and salt do not hash to the commitment.
+    #[error("revealed scores do not match the commitment for epoch {0}")]
+    CommitmentMismatch(u64),
+    /// The revealed scores are malformed.
+    #[error("invalid scores: {0}")]
+    InvalidScores(&'static str),
     /// The transaction kind is defined but not yet active on this chain.
     #[error("{0} is not yet active")]
     NotYetActive(&'static str),
@@ -305,6 +400,26 @@ impl TxError {
             TxError::VotingClosed(_) => 62,
             TxError::NoVotingPower => 63,
             TxError::InvalidProposal(_) => 64,
+            TxError::InvalidEndpoint => 24,
+            TxError::NotVerifier => 25,
+            TxError::BondTooLow { .. } => 70,
+            TxError::UnknownReceipt(_) => 71,
+            TxError::BadReceiptSignature => 72,
+            TxError::UnknownProvider => 73,
+            TxError::SelfChallenge => 74,
+            TxError::AlreadyChallenged(_) => 75,
+            TxError::NoCommittee => 76,
+            TxError::DisputeNotFound(_) => 77,
+            TxError::DisputeClosed { .. } => 78,
+            TxError::NotCommitteeMember(_) => 79,
+            TxError::AlreadyVoted(_) => 80,
+            TxError::CommitWindow { .. } => 81,
+            TxError::RevealTooEarly { .. } => 82,
+            TxError::RevealTooLate { .. } => 83,
+            TxError::NoCommitment(_) => 84,
+            TxError::AlreadyRevealed(_) => 85,
+            TxError::CommitmentMismatch(_) => 86,
+            TxError::InvalidScores(_) => 87,
             TxError::NotYetActive(_) => 90,
         }
     }

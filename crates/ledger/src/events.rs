@@ -2,7 +2,7 @@
 
 use agora_types::{AccountId, Amount, Cid, Hash, Vote};
 
-use crate::state::ProposalStatus;
+use crate::state::{DisputeOutcome, ProposalStatus};
 
 /// Something that happened while applying a block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,5 +168,62 @@ pub enum Event {
     SafetyPolicySet {
         /// Policy document.
         cid: Cid,
+    },
+    /// A verifier changed its endpoint by registering again.
+    VerifierUpdated {
+        /// Account.
+        account: AccountId,
+    },
+    /// A receipt was challenged and a committee drawn.
+    DisputeOpened {
+        /// Dispute id (the receipt id).
+        id: Hash,
+        /// The challenger.
+        challenger: AccountId,
+        /// The provider challenged.
+        provider: AccountId,
+        /// The committee, in draw order.
+        committee: Vec<AccountId>,
+        /// Last height at which votes count.
+        deadline_height: u64,
+    },
+    /// A committee member voted.
+    DisputeVoted {
+        /// Dispute id.
+        id: Hash,
+        /// The member.
+        voter: AccountId,
+        /// Whether it found fraud.
+        fraud: bool,
+    },
+    /// A dispute was settled at its deadline.
+    DisputeResolved {
+        /// Dispute id.
+        id: Hash,
+        /// What happened.
+        outcome: DisputeOutcome,
+    },
+    /// A verifier committed to its scores for an epoch.
+    ScoresCommitted {
+        /// Verifier.
+        verifier: AccountId,
+        /// Epoch.
+        epoch: u64,
+    },
+    /// A verifier revealed its scores for an epoch.
+    ScoresRevealed {
+        /// Verifier.
+        verifier: AccountId,
+        /// Epoch.
+        epoch: u64,
+    },
+    /// An epoch's scores were combined and its emission minted.
+    EpochRewarded {
+        /// The epoch scored.
+        epoch: u64,
+        /// Minted to providers.
+        providers: Amount,
+        /// Minted to verifiers.
+        verifiers: Amount,
     },
 }

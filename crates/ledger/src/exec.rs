@@ -8,10 +8,10 @@ use agora_types::{
 };
 
 use crate::{
-    bank, channels,
+    bank, channels, disputes,
     error::{Error, Fail, TxError},
     events::Event,
-    governance, proof, receipts, registry, staking,
+    governance, proof, receipts, registry, scores, staking,
     state::{
         keys, load_account, load_meta, load_stake, read_required, save_account, save_stake,
         update_supply, write, Meta, Model, ModelStatus, Provider, Supply, Validator,
@@ -33,7 +33,7 @@ pub struct BlockOutcome {
     pub state_root: Hash,
     /// One outcome per transaction, in block order.
     pub txs: Vec<TxOutcome>,
-    /// End-of-block events (governance tallies and their effects).
+    /// End-of-block events: governance tallies, dispute verdicts, epoch rewards.
     pub events: Vec<Event>,
 }
 
@@ -271,7 +271,9 @@ pub fn apply_block(storage: &mut dyn Storage, block: &Block) -> Result<BlockOutc
         };
         outcomes.push(execute_tx(&mut overlay, &env, tx, prep)?);
     }
-    let events = governance::end_block(&mut overlay, height)?;
+    let mut events = governance::end_block(&mut overlay, height)?;
+    events.extend(disputes::end_block(&mut overlay, height)?);
+    events.extend(scores::end_block(&mut overlay, height)?);
 
     let block_hash = block.header.hash();
     let mut meta = load_meta(&overlay)?;
@@ -500,7 +502,7 @@ fn dispatch(ctx: &mut Ctx<'_>, tx: &SignedTx) -> Result<(), Fail> {
         TxBody::RegisterProvider(info) => registry::register_provider(ctx, signer, info),
         TxBody::UpdateProvider(info) => registry::update_provider(ctx, signer, info),
         TxBody::DeregisterProvider => registry::deregister_provider(ctx, signer),
-        TxBody::RegisterVerifier => registry::register_verifier(ctx, signer),
+        TxBody::RegisterVerifier { endpoint } => registry::register_verifier(ctx, signer, endpoint),
         TxBody::OpenChannel {
             payee,
             deposit,
@@ -520,10 +522,22 @@ fn dispatch(ctx: &mut Ctx<'_>, tx: &SignedTx) -> Result<(), Fail> {
             root,
             totals,
         } => receipts::commit(ctx, signer, *epoch, root, totals),
-        TxBody::Challenge { .. } => Err(TxError::NotYetActive("challenge").into()),
-        TxBody::DisputeVote { .. } => Err(TxError::NotYetActive("dispute vote").into()),
-        TxBody::CommitScores { .. } => Err(TxError::NotYetActive("score commitment").into()),
-        TxBody::RevealScores { .. } => Err(TxError::NotYetActive("score reveal").into()),
+        TxBody::Challenge {
+            receipt,
+            transcript,
+            bond,
+        } => disputes::challenge(ctx, signer, receipt, transcript, *bond),
+        TxBody::DisputeVote { dispute_id, fraud } => {
+            disputes::vote(ctx, signer, dispute_id, *fraud)
+        }
+        TxBody::CommitScores { epoch, commitment } => {
+            scores::commit(ctx, signer, *epoch, commitment)
+        }
+        TxBody::RevealScores {
+            epoch,
+            scores,
+            salt,
+        } => scores::reveal(ctx, signer, *epoch, scores, salt),
         TxBody::SubmitProposal { kind, deposit } => governance::submit(ctx, signer, kind, *deposit),
         TxBody::VoteProposal { proposal_id, vote } => {
             governance::vote(ctx, signer, *proposal_id, *vote)

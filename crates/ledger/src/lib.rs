@@ -70,6 +70,7 @@
 
 mod bank;
 pub mod channels;
+mod disputes;
 mod error;
 mod events;
 mod exec;
@@ -78,6 +79,7 @@ pub mod proof;
 pub mod query;
 mod receipts;
 mod registry;
+mod scores;
 mod staking;
 pub mod state;
 pub mod storage;

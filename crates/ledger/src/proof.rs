@@ -91,7 +91,7 @@ pub fn verify(root: &Hash, key: &[u8], value: &[u8], proof: &MerkleProof) -> boo
     merkle::verify_state_entry(root, key, value, proof)
 }
 
-/// Recounts every balance, stake, channel and deposit and checks them against the supply
+/// Recounts every balance, stake, channel, deposit and challenge bond and checks them against the supply
 /// counters and the conservation law `total + burned == genesis + minted`.
 pub fn audit_supply(storage: &dyn Storage) -> Result<Supply, Error> {
     let supply = state::load_supply(storage)?;
@@ -131,6 +131,14 @@ pub fn audit_supply(storage: &dyn Storage) -> Result<Supply, Error> {
         if proposal.status == state::ProposalStatus::Voting {
             escrowed = escrowed
                 .checked_add(proposal.deposit)
+                .ok_or_else(|| mismatch("escrow overflow"))?;
+        }
+    }
+    for (key, value) in storage.scan_prefix(keys::DISPUTE_PREFIX)? {
+        let dispute: state::Dispute = decode_record(&key, &value)?;
+        if dispute.status == state::DisputeStatus::Open {
+            escrowed = escrowed
+                .checked_add(dispute.bond)
                 .ok_or_else(|| mismatch("escrow overflow"))?;
         }
     }

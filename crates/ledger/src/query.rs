@@ -1,4 +1,5 @@
-//! Read-only queries for RPC: accounts, providers, models, proposals, channels, parameters.
+//! Read-only queries for RPC: accounts, providers, models, proposals, channels, disputes,
+//! epoch rewards, parameters.
 
 use agora_types::{AccountId, Amount, Cid, Hash, Params, Vote};
 
@@ -6,8 +7,8 @@ use crate::{
     error::Error,
     state::{
         self, decode_record, keys, load_account, load_meta, load_stake, read, read_required,
-        Channel, Meta, Model, Proposal, Provider, ReceiptCommitment, Stake, Supply, Unbonding,
-        Validator, Verifier,
+        Channel, Dispute, DisputeStatus, EpochRewards, Meta, Model, Proposal, Provider,
+        ReceiptCommitment, Stake, Supply, Unbonding, Validator, Verifier,
     },
     storage::Storage,
 };
@@ -209,4 +210,26 @@ pub fn validators(storage: &dyn Storage) -> Result<Vec<Validator>, Error> {
 /// The adopted safety policy, if any.
 pub fn safety_policy(storage: &dyn Storage) -> Result<Option<Cid>, Error> {
     read(storage, keys::SAFETY)
+}
+
+/// One dispute, open or resolved, by id (the challenged receipt's id).
+pub fn dispute(storage: &dyn Storage, id: &Hash) -> Result<Option<Dispute>, Error> {
+    read(storage, &keys::dispute(id))
+}
+
+/// Every dispute, by id; only the open ones when `open_only`.
+pub fn disputes(storage: &dyn Storage, open_only: bool) -> Result<Vec<Dispute>, Error> {
+    let mut out = Vec::new();
+    for (key, value) in storage.scan_prefix(keys::DISPUTE_PREFIX)? {
+        let dispute: Dispute = decode_record(&key, &value)?;
+        if !open_only || dispute.status == DisputeStatus::Open {
+            out.push(dispute);
+        }
+    }
+    Ok(out)
+}
+
+/// How an epoch's emission was split, once its scores were combined.
+pub fn epoch_rewards(storage: &dyn Storage, epoch: u64) -> Result<Option<EpochRewards>, Error> {
+    read(storage, &keys::epoch_rewards(epoch))
 }

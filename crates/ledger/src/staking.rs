@@ -101,13 +101,10 @@ pub(crate) fn withdraw(ctx: &mut Ctx<'_>, who: &AccountId) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Burns `fraction_bps` of `who`'s bonded stake and jails it until `jail_until`.
+/// Moves `fraction_bps` of `who`'s bonded stake into escrow and jails it until `jail_until`.
 ///
-/// Returns the amount burned.
-// Disputes, the only caller, are not yet active; the function is kept and tested so the
-// dispute module can call it when it lands.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn slash(
+/// Returns the amount seized; the caller must release or burn all of it in the same step.
+pub(crate) fn seize(
     store: &mut dyn Storage,
     who: &AccountId,
     fraction_bps: u64,
@@ -115,16 +112,16 @@ pub(crate) fn slash(
 ) -> Result<Amount, Fail> {
     let mut stake = load_stake(store, who)?;
     let bps = u32::try_from(fraction_bps).unwrap_or(u32::MAX);
-    let burned = amount::fraction_bps(stake.bonded, bps);
-    stake.bonded -= burned;
+    let seized = amount::fraction_bps(stake.bonded, bps);
+    stake.bonded -= seized;
     stake.jailed_until = stake.jailed_until.max(jail_until);
     save_stake(store, who, &stake)?;
     update_supply(store, |supply| {
-        supply.bonded = amount::sub(supply.bonded, burned)?;
-        supply.burned = amount::add(supply.burned, burned)?;
+        supply.bonded = amount::sub(supply.bonded, seized)?;
+        supply.escrowed = amount::add(supply.escrowed, seized)?;
         Ok(())
     })?;
-    Ok(burned)
+    Ok(seized)
 }
 
 /// Fails with [`TxError::Jailed`] while `who` is jailed at `height`.
@@ -171,7 +168,7 @@ mod tests {
     };
 
     #[test]
-    fn slash_burns_a_fraction_of_bonded_stake_and_jails() {
+    fn seize_escrows_a_fraction_of_bonded_stake_and_jails() {
         let mut store = MemStorage::new();
         let who = Keypair::from_seed(b"slashed").account_id();
         let stake = crate::state::Stake {
@@ -185,8 +182,12 @@ mod tests {
             ..Default::default()
         };
         save_supply(&mut store, &supply).unwrap();
-        let burned = slash(&mut store, &who, 1_000, 50).unwrap();
-        assert_eq!(burned, 100);
+        let seized = seize(&mut store, &who, 1_000, 50).unwrap();
+        assert_eq!(seized, 100);
+        let supply = load_supply(&store).unwrap();
+        assert_eq!((supply.bonded, supply.escrowed), (900, 100));
+        assert!(supply.is_conserved());
+        bank::burn_escrow(&mut store, seized).unwrap();
         let stake = load_stake(&store, &who).unwrap();
         assert_eq!((stake.bonded, stake.jailed_until), (900, 50));
         let supply = load_supply(&store).unwrap();

@@ -14,14 +14,19 @@
 //! | `prop/` | proposal id (u64 big-endian) | [`Proposal`] |
 //! | `vote/` | proposal id, voter | [`Vote`] |
 //! | `pend/` | end height, proposal id (u64 big-endian each) | empty |
+//! | `disp/` | dispute id (the receipt id, 32 bytes) | [`Dispute`] |
+//! | `dend/` | deadline height (u64 big-endian), dispute id | empty |
+//! | `scom/` | epoch (u64 big-endian), verifier | [`ScoreCommitment`] |
+//! | `srev/` | epoch (u64 big-endian), verifier | [`ScoreReveal`] |
+//! | `erew/` | epoch (u64 big-endian) | [`EpochRewards`] |
 //! | `sys/` | `meta`, `params`, `supply`, `safety`, `validators` | [`Meta`], `Params`, [`Supply`], `Cid`, validator list |
 //! | `~` | node-local entries (the stored state root) | not part of the state root |
 //!
 //! Every key except the `~` ones is covered by the state root.
 
 use agora_types::{
-    encoding::encode, AccountId, Amount, ChainId, Cid, Hash, ModelInfo, ProposalKind, ProviderInfo,
-    ReceiptTotals, Vote,
+    encoding::encode, registry::MAX_ENDPOINT_LEN, AccountId, Amount, BoundedString, ChainId, Cid,
+    Hash, ModelInfo, ProposalKind, ProviderInfo, ProviderScore, ReceiptTotals, SignedReceipt, Vote,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 
@@ -68,6 +73,16 @@ pub mod keys {
     pub const VOTE_PREFIX: &[u8] = b"vote/";
     /// Prefix of the queue of proposals by end height.
     pub const PENDING_PREFIX: &[u8] = b"pend/";
+    /// Prefix of disputes.
+    pub const DISPUTE_PREFIX: &[u8] = b"disp/";
+    /// Prefix of the queue of disputes by deadline height.
+    pub const DISPUTE_DUE_PREFIX: &[u8] = b"dend/";
+    /// Prefix of score commitments.
+    pub const SCORE_COMMIT_PREFIX: &[u8] = b"scom/";
+    /// Prefix of revealed scores.
+    pub const SCORE_REVEAL_PREFIX: &[u8] = b"srev/";
+    /// Prefix of epoch reward records.
+    pub const EPOCH_REWARDS_PREFIX: &[u8] = b"erew/";
 
     fn join(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         let mut key = prefix.to_vec();
@@ -130,6 +145,46 @@ pub mod keys {
     /// Prefix of the proposals whose voting ends at `height`.
     pub fn pending_at(height: u64) -> Vec<u8> {
         join(PENDING_PREFIX, &[&height.to_be_bytes()])
+    }
+
+    /// Key of a dispute.
+    pub fn dispute(id: &Hash) -> Vec<u8> {
+        join(DISPUTE_PREFIX, &[&id.0])
+    }
+
+    /// Prefix of the disputes whose voting ends at `height`.
+    pub fn disputes_due_at(height: u64) -> Vec<u8> {
+        join(DISPUTE_DUE_PREFIX, &[&height.to_be_bytes()])
+    }
+
+    /// Key of a dispute in the end-of-voting queue.
+    pub fn dispute_due(height: u64, id: &Hash) -> Vec<u8> {
+        join(DISPUTE_DUE_PREFIX, &[&height.to_be_bytes(), &id.0])
+    }
+
+    /// Prefix of every score commitment for an epoch.
+    pub fn score_commits(epoch: u64) -> Vec<u8> {
+        join(SCORE_COMMIT_PREFIX, &[&epoch.to_be_bytes()])
+    }
+
+    /// Key of a verifier's score commitment for an epoch.
+    pub fn score_commit(epoch: u64, verifier: &AccountId) -> Vec<u8> {
+        join(SCORE_COMMIT_PREFIX, &[&epoch.to_be_bytes(), &verifier.0])
+    }
+
+    /// Prefix of every score reveal for an epoch.
+    pub fn score_reveals(epoch: u64) -> Vec<u8> {
+        join(SCORE_REVEAL_PREFIX, &[&epoch.to_be_bytes()])
+    }
+
+    /// Key of a verifier's revealed scores for an epoch.
+    pub fn score_reveal(epoch: u64, verifier: &AccountId) -> Vec<u8> {
+        join(SCORE_REVEAL_PREFIX, &[&epoch.to_be_bytes(), &verifier.0])
+    }
+
+    /// Key of an epoch's rewards.
+    pub fn epoch_rewards(epoch: u64) -> Vec<u8> {
+        join(EPOCH_REWARDS_PREFIX, &[&epoch.to_be_bytes()])
     }
 
     /// Key of a proposal in the end-of-voting queue.
@@ -200,8 +255,133 @@ pub struct Provider {
 pub struct Verifier {
     /// The verifier's account.
     pub account: AccountId,
+    /// Base URL of its HTTP server (transcripts in, `GET /blobs/{cid}` out).
+    pub endpoint: BoundedString<MAX_ENDPOINT_LEN>,
     /// Height of registration.
     pub registered_height: u64,
+}
+
+/// One member of a dispute's committee.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct CommitteeMember {
+    /// The verifier.
+    pub account: AccountId,
+    /// Its bonded stake when the committee was drawn: its voting weight.
+    pub stake: Amount,
+    /// Its vote (`Some(true)` = fraud), once cast.
+    pub vote: Option<bool>,
+}
+
+/// How a dispute ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct DisputeOutcome {
+    /// Whether fraud was found (committee stake voting fraud ≥ 2/3 of the committee's).
+    pub fraud: bool,
+    /// Recorded stake of the members that voted fraud.
+    pub fraud_stake: Amount,
+    /// Recorded stake of the whole committee.
+    pub committee_stake: Amount,
+    /// Taken from the provider's bonded stake.
+    pub slashed: Amount,
+    /// Paid from the slash to the receipt's payer.
+    pub refunded: Amount,
+    /// Paid from the slash to the challenger.
+    pub reward: Amount,
+    /// Bond returned to the challenger (fraud) or zero.
+    pub bond_returned: Amount,
+    /// Burned: the rest of the slash, or the bond when no fraud was found.
+    pub burned: Amount,
+}
+
+/// Where a dispute stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum DisputeStatus {
+    /// Open for committee votes until the deadline.
+    Open,
+    /// Settled at the deadline.
+    Resolved(DisputeOutcome),
+}
+
+/// A challenge of one receipt and its committee vote.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Dispute {
+    /// Its id: the challenged receipt's id.
+    pub id: Hash,
+    /// The challenged receipt.
+    pub receipt: SignedReceipt,
+    /// Content id of the transcript the challenger published.
+    pub transcript: Cid,
+    /// The verifier that challenged.
+    pub challenger: AccountId,
+    /// Bond escrowed by the challenger.
+    pub bond: Amount,
+    /// Height of the block that opened it.
+    pub opened_height: u64,
+    /// Last height at which votes count; settled at the end of this block.
+    pub deadline_height: u64,
+    /// The committee, in draw order.
+    pub committee: Vec<CommitteeMember>,
+    /// Where it stands.
+    pub status: DisputeStatus,
+}
+
+/// A verifier's commitment to its scores for an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ScoreCommitment {
+    /// `agora_types::score_commitment` of the scores to be revealed.
+    pub commitment: Hash,
+    /// Height of the (last) commitment.
+    pub height: u64,
+}
+
+/// A verifier's revealed scores for an epoch.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ScoreReveal {
+    /// Scores, sorted by provider.
+    pub scores: Vec<ProviderScore>,
+    /// Height of the reveal.
+    pub height: u64,
+}
+
+/// One provider's share of an epoch's emission.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ProviderReward {
+    /// The provider.
+    pub provider: AccountId,
+    /// Consensus score in millionths.
+    pub consensus_ppm: u32,
+    /// Completion tokens from its receipt commitment for the epoch.
+    pub tokens: u64,
+    /// Minted to it.
+    pub reward: Amount,
+}
+
+/// One verifier's share of an epoch's emission.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct VerifierReward {
+    /// The verifier.
+    pub verifier: AccountId,
+    /// Its bonded stake when the epoch was settled (its weight in consensus).
+    pub stake: Amount,
+    /// Agreement with consensus in millionths.
+    pub agreement_ppm: u32,
+    /// Minted to it.
+    pub reward: Amount,
+}
+
+/// How an epoch's emission was split.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct EpochRewards {
+    /// The epoch scored.
+    pub epoch: u64,
+    /// Height of the block that settled it (the last of the next epoch).
+    pub height: u64,
+    /// Per scored provider, by account.
+    pub providers: Vec<ProviderReward>,
+    /// Per revealing verifier with stake, by account.
+    pub verifiers: Vec<VerifierReward>,
+    /// Total minted (at most `emission_per_epoch`; remainders of the split are not minted).
+    pub minted: Amount,
 }
 
 /// Whether a model may be served.

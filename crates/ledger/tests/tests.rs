@@ -6,10 +6,12 @@ mod tests {
     mod bad_input;
     mod blocks;
     mod channels;
+    mod disputes;
     mod governance;
     mod proofs;
     mod properties;
     mod registry;
+    mod scores;
     mod staking;
     mod tidy;
     mod transfers;

@@ -610,7 +610,7 @@ pub fn tx_kind(body: &agora_types::TxBody) -> &'static str {
         TxBody::RegisterProvider(_) => "register_provider",
         TxBody::UpdateProvider(_) => "update_provider",
         TxBody::DeregisterProvider => "deregister_provider",
-        TxBody::RegisterVerifier => "register_verifier",
+        TxBody::RegisterVerifier { .. } => "register_verifier",
         TxBody::OpenChannel { .. } => "open_channel",
         TxBody::TopUpChannel { .. } => "top_up_channel",
         TxBody::RedeemChannel { .. } => "redeem_channel",

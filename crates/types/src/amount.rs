@@ -46,6 +46,53 @@ pub fn fraction_bps(amount: Amount, bps: u32) -> Amount {
     (amount / denominator) * bps + (amount % denominator) * bps / denominator
 }
 
+/// `a * b / d` rounded down, computed exactly over 256 bits.
+///
+/// `None` when `d` is zero or the quotient does not fit in a `u128`.
+pub fn mul_div(a: Amount, b: Amount, d: Amount) -> Option<Amount> {
+    if d == 0 {
+        return None;
+    }
+    if let Some(product) = a.checked_mul(b) {
+        return Some(product / d);
+    }
+    let (high, low) = mul_wide(a, b);
+    if high >= d {
+        return None;
+    }
+    // Restoring long division of the 256-bit (high, low) by d, one bit of `low` at a time.
+    // The remainder stays below d; when shifting it left overflows 128 bits, the true value
+    // is at least 2^128 > d, and the wrapping subtraction gives the right remainder.
+    let mut rem = high;
+    let mut quotient: u128 = 0;
+    for bit in (0..128).rev() {
+        let carry = rem >> 127;
+        rem = (rem << 1) | ((low >> bit) & 1);
+        if carry == 1 || rem >= d {
+            rem = rem.wrapping_sub(d);
+            quotient |= 1 << bit;
+        }
+    }
+    Some(quotient)
+}
+
+/// The full 256-bit product of `a` and `b` as `(high, low)` 128-bit halves.
+pub fn mul_wide(a: u128, b: u128) -> (u128, u128) {
+    let mask = u128::from(u64::MAX);
+    let (a_hi, a_lo) = (a >> 64, a & mask);
+    let (b_hi, b_lo) = (b >> 64, b & mask);
+    let lo_lo = a_lo * b_lo;
+    let lo_hi = a_lo * b_hi;
+    let hi_lo = a_hi * b_lo;
+    let hi_hi = a_hi * b_hi;
+    // Middle column: the upper half of lo_lo plus the lower halves of the cross terms;
+    // three values below 2^64 each, so the sum fits in 128 bits.
+    let middle = (lo_lo >> 64) + (lo_hi & mask) + (hi_lo & mask);
+    let low = (middle << 64) | (lo_lo & mask);
+    let high = hi_hi + (lo_hi >> 64) + (hi_lo >> 64) + (middle >> 64);
+    (high, low)
+}
+
 /// The price of `tokens` tokens at `price_per_million` per million tokens, rounded up.
 pub fn cost_per_million(tokens: u64, price_per_million: Amount) -> Result<Amount, Error> {
     let total = mul(Amount::from(tokens), price_per_million)?;

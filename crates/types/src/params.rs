@@ -31,10 +31,19 @@ pub struct Params {
     pub jail_blocks: u64,
     /// Bond a challenger puts up.
     pub challenge_bond: Amount,
-    /// Tokens emitted per epoch as rewards (rewards are not yet active).
+    /// Tokens minted per epoch as rewards for providers and verifiers.
     pub emission_per_epoch: Amount,
     /// Most unbonding entries one account may have at once.
     pub max_unbonding_entries: u64,
+    /// Verifiers drawn (by stake, without replacement) to vote on a dispute.
+    pub dispute_committee_size: u64,
+    /// Blocks a dispute is open for votes after the block that opened it.
+    pub dispute_period_blocks: u64,
+    /// Share of a fraud slash, after the payer's refund, paid to the challenger, in basis
+    /// points; the rest is burned.
+    pub challenger_reward_bps: u64,
+    /// Share of each epoch's emission for verifiers, in basis points; providers get the rest.
+    pub verifier_reward_bps: u64,
 }
 
 /// Why a parameter change was refused.
@@ -69,6 +78,10 @@ pub const PARAM_NAMES: &[&str] = &[
     "challenge_bond",
     "emission_per_epoch",
     "max_unbonding_entries",
+    "dispute_committee_size",
+    "dispute_period_blocks",
+    "challenger_reward_bps",
+    "verifier_reward_bps",
 ];
 
 impl Default for Params {
@@ -89,6 +102,10 @@ impl Default for Params {
             challenge_bond: 10 * UNITS_PER_AGR,
             emission_per_epoch: 0,
             max_unbonding_entries: 16,
+            dispute_committee_size: 3,
+            dispute_period_blocks: 20,
+            challenger_reward_bps: 5_000,
+            verifier_reward_bps: 2_000,
         }
     }
 }
@@ -123,6 +140,10 @@ impl Params {
             "challenge_bond" => self.challenge_bond = value,
             "emission_per_epoch" => self.emission_per_epoch = value,
             "max_unbonding_entries" => self.max_unbonding_entries = as_u64(1, 1_024)?,
+            "dispute_committee_size" => self.dispute_committee_size = as_u64(1, 64)?,
+            "dispute_period_blocks" => self.dispute_period_blocks = as_u64(1, u64::MAX / 4)?,
+            "challenger_reward_bps" => self.challenger_reward_bps = as_u64(0, bps)?,
+            "verifier_reward_bps" => self.verifier_reward_bps = as_u64(0, bps)?,
             _ => return Err(Error::Unknown(name.to_string())),
         }
         Ok(())
@@ -157,6 +178,10 @@ impl Params {
             "challenge_bond" => self.challenge_bond,
             "emission_per_epoch" => self.emission_per_epoch,
             "max_unbonding_entries" => self.max_unbonding_entries.into(),
+            "dispute_committee_size" => self.dispute_committee_size.into(),
+            "dispute_period_blocks" => self.dispute_period_blocks.into(),
+            "challenger_reward_bps" => self.challenger_reward_bps.into(),
+            "verifier_reward_bps" => self.verifier_reward_bps.into(),
             _ => return None,
         };
         Some(value)

@@ -8,12 +8,12 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::{
-    bounded::BoundedVec,
+    bounded::{BoundedString, BoundedVec},
     encoding::{encode, encode_into, Wire, MAX_TX_BYTES},
     governance::{ProposalKind, Vote},
     keys::{self, AccountId, Keypair, Signature},
     receipt::SignedReceipt,
-    registry::ProviderInfo,
+    registry::{ProviderInfo, MAX_ENDPOINT_LEN},
     signing::{domain, signing_bytes, ChainId},
     voucher::SignedVoucher,
     Amount, Cid, Hash,
@@ -87,8 +87,12 @@ pub enum TxBody {
     UpdateProvider(ProviderInfo),
     /// Remove the signer's provider record.
     DeregisterProvider,
-    /// Register the signer as a verifier.
-    RegisterVerifier,
+    /// Register the signer as a verifier, or update a registered verifier's endpoint.
+    RegisterVerifier {
+        /// Base URL of the verifier's HTTP server: gateways send it transcripts there, and it
+        /// publishes the transcripts it challenges with at `GET /blobs/{cid}`.
+        endpoint: BoundedString<MAX_ENDPOINT_LEN>,
+    },
     /// Open a channel from the signer to `payee`, escrowing `deposit`.
     OpenChannel {
         /// Who may redeem vouchers.
@@ -132,7 +136,7 @@ pub enum TxBody {
         /// Totals of those receipts.
         totals: ReceiptTotals,
     },
-    /// Challenge a receipt as fraudulent (not yet active).
+    /// Challenge a receipt as fraudulent; a committee of verifiers votes on it.
     Challenge {
         /// The receipt challenged.
         receipt: SignedReceipt,
@@ -141,7 +145,7 @@ pub enum TxBody {
         /// Bond put up by the challenger.
         bond: Amount,
     },
-    /// A committee member's verdict on a dispute (not yet active).
+    /// A committee member's verdict on a dispute.
     DisputeVote {
         /// The dispute.
         dispute_id: Hash,
@@ -162,22 +166,43 @@ pub enum TxBody {
         /// The vote.
         vote: Vote,
     },
-    /// Commit to an epoch's scores (not yet active).
+    /// Commit to an epoch's scores, during that epoch.
     CommitScores {
         /// Epoch.
         epoch: u64,
-        /// BLAKE3 of the scores and salt.
+        /// [`score_commitment`] of the verifier, epoch, scores and salt.
         commitment: Hash,
     },
-    /// Reveal committed scores (not yet active).
+    /// Reveal committed scores, during the epoch after.
     RevealScores {
         /// Epoch.
         epoch: u64,
-        /// Scores per provider.
+        /// Scores per provider, sorted by provider without duplicates.
         scores: BoundedVec<ProviderScore, MAX_SCORES>,
         /// Salt used in the commitment.
         salt: Hash,
     },
+}
+
+/// The commitment a verifier publishes in `CommitScores` for the scores it reveals later.
+///
+/// BLAKE3 over the canonical borsh of
+/// `(domain tag "agora/scores/v1", verifier, epoch, scores, salt)`.
+/// The verifier's account is inside, so another verifier cannot copy a commitment and later
+/// reveal the same scores and salt as its own.
+pub fn score_commitment(
+    verifier: &AccountId,
+    epoch: u64,
+    scores: &[ProviderScore],
+    salt: &Hash,
+) -> Hash {
+    let mut out = Vec::with_capacity(96 + scores.len() * 36);
+    encode_into(domain::SCORES.tag(), &mut out);
+    encode_into(verifier, &mut out);
+    encode_into(&epoch, &mut out);
+    encode_into(scores, &mut out);
+    encode_into(salt, &mut out);
+    Hash::of(&out)
 }
 
 impl SignedTx {

@@ -184,3 +184,10 @@ impl Net {
         agora_ledger::proof::audit_supply(&self.storage).unwrap();
     }
 }
+
+/// `RegisterVerifier` with `endpoint`.
+pub(crate) fn register_verifier(endpoint: &str) -> TxBody {
+    TxBody::RegisterVerifier {
+        endpoint: endpoint.try_into().unwrap(),
+    }
+}

@@ -1,14 +1,18 @@
 //! Ledger invariants over random transaction sequences (DESIGN §4).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use agora_ledger::{apply_block, channel_id, query, state::keys, BlockOutcome, MemStorage};
 use agora_types::{
-    Amount, Block, Hash, ProposalKind, SignedTx, TxBody, Vote, Voucher, UNITS_PER_AGR,
+    score_commitment, Amount, Block, Hash, ProposalKind, ProviderScore, Receipt, SamplingParams,
+    SignedTx, TxBody, Vote, Voucher, UNITS_PER_AGR,
 };
 use proptest::prelude::*;
 
-use super::harness::{id, key, model, provider_info, Net, FEE};
+use super::harness::{genesis, id, key, model, provider_info, register_verifier, Net, FEE};
+
+/// Emission per epoch in the property chain, so rewards are minted as epochs end.
+const EMISSION: Amount = 1_000 * UNITS_PER_AGR;
 
 const ACTORS: [&str; 5] = ["alice", "bob", "carol", "prov", "val"];
 
@@ -34,7 +38,7 @@ fn step() -> impl Strategy<Value = Step> {
     (
         0..ACTORS.len(),
         0..ACTORS.len(),
-        0u8..12,
+        0u8..21,
         0u8..5,
         0u64..50,
         prop_oneof![8 => Just(NonceMode::Next), 1 => Just(NonceMode::Replay), 1 => Just(NonceMode::Gap)],
@@ -47,6 +51,10 @@ fn step() -> impl Strategy<Value = Step> {
             small,
             nonce,
         })
+}
+
+fn salt() -> Hash {
+    Hash::of(b"salt")
 }
 
 fn amount(sel: u8, small: u64) -> Amount {
@@ -62,8 +70,53 @@ fn amount(sel: u8, small: u64) -> Amount {
 struct World {
     net: Net,
     channels: Vec<(Hash, usize, usize)>,
+    disputes: Vec<Hash>,
+    /// Scores each actor committed, by (actor, epoch).
+    commits: BTreeMap<(usize, u64), Vec<ProviderScore>>,
     sent: Vec<SignedTx>,
     blocks: Vec<Block>,
+}
+
+/// The property chain: the test genesis with emission, a short dispute period, and alice,
+/// bob and carol bonded (200 AGR) and registered as verifiers in block 1.
+fn start() -> (Net, Vec<Block>) {
+    let mut genesis = genesis();
+    genesis.params.emission_per_epoch = EMISSION;
+    genesis.params.dispute_period_blocks = 8;
+    genesis.params.dispute_committee_size = 2;
+    let mut net = Net::from_genesis(&genesis);
+    let mut txs = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        txs.push(net.tx(
+            name,
+            TxBody::Bond {
+                amount: 200 * UNITS_PER_AGR,
+            },
+        ));
+        txs.push(net.tx(name, register_verifier("http://v:1")));
+    }
+    let header = net.header(&txs);
+    let block = Block { header, txs };
+    let outcome = apply_block(&mut net.storage, &block).unwrap();
+    assert!(outcome.txs.iter().all(|tx| tx.result.is_ok()));
+    net.height = block.header.height;
+    net.parent = block.hash();
+    net.root = outcome.state_root;
+    net.time = block.header.timestamp_ms;
+    (net, vec![block])
+}
+
+fn scores_for(seed: u64) -> Vec<ProviderScore> {
+    // Out of range now and then (every seventh seed), to exercise the checks.
+    let score_ppm = if seed.is_multiple_of(7) {
+        1_000_001
+    } else {
+        (seed as u32 % 11) * 100_000
+    };
+    vec![ProviderScore {
+        provider: id("prov"),
+        score_ppm,
+    }]
 }
 
 impl World {
@@ -132,12 +185,105 @@ impl World {
                 vote: [Vote::Yes, Vote::No, Vote::Abstain][s.other % 3],
             },
             10 => TxBody::RegisterProvider(provider_info(&[model("base").cid])),
-            _ => TxBody::CommitReceipts {
-                epoch: s.small % 2,
+            11 => TxBody::CommitReceipts {
+                epoch: self.epoch().saturating_sub(s.small % 2),
                 root: Hash::of(b"r"),
-                totals: Default::default(),
+                totals: agora_types::ReceiptTotals {
+                    requests: 1,
+                    tokens_in: s.small,
+                    tokens_out: s.small * 10,
+                    amount: 1,
+                },
             },
+            12 => {
+                // Mostly a real receipt by "prov"; sometimes one signed by someone else.
+                let signer = if s.amount_sel == 4 {
+                    ACTORS[s.other]
+                } else {
+                    "prov"
+                };
+                let receipt = Receipt {
+                    chain_id: self.net.chain_id.clone(),
+                    provider: id("prov"),
+                    request_hash: Hash::of(&s.small.to_le_bytes()),
+                    response_hash: Hash::of(b"answer"),
+                    model: model("base").cid,
+                    prompt_tokens: 10,
+                    completion_tokens: s.small as u32,
+                    sampling: SamplingParams {
+                        temperature_milli: 0,
+                        top_p_milli: 1_000,
+                        top_k: 0,
+                        seed: 1,
+                    },
+                    price_in: UNITS_PER_AGR,
+                    price_out: 1_000 * UNITS_PER_AGR,
+                    payer: id(ACTORS[s.other]),
+                    voucher_amount: 1,
+                    timestamp_ms: 1,
+                }
+                .sign(&key(signer));
+                let bond = if s.amount_sel == 0 {
+                    1
+                } else {
+                    10 * UNITS_PER_AGR
+                };
+                TxBody::Challenge {
+                    receipt,
+                    transcript: agora_types::Cid::of(b"t"),
+                    bond,
+                }
+            }
+            13 | 17 | 18 => {
+                // Mostly the latest dispute, which is likely still open.
+                let pick = if s.op == 13 {
+                    s.small as usize % self.disputes.len().max(1)
+                } else {
+                    self.disputes.len().saturating_sub(1)
+                };
+                TxBody::DisputeVote {
+                    dispute_id: self
+                        .disputes
+                        .get(pick)
+                        .copied()
+                        .unwrap_or(Hash::of(b"none")),
+                    fraud: !s.other.is_multiple_of(4),
+                }
+            }
+            14 => {
+                let epoch = self.epoch().saturating_sub(u64::from(s.amount_sel == 0));
+                let scores = scores_for(s.small);
+                TxBody::CommitScores {
+                    epoch,
+                    commitment: score_commitment(&id(ACTORS[s.actor]), epoch, &scores, &salt()),
+                }
+            }
+            15 | 19 | 20 => {
+                let epoch = if s.amount_sel == 0 {
+                    self.epoch()
+                } else {
+                    self.epoch().saturating_sub(1)
+                };
+                let scores = self
+                    .commits
+                    .get(&(s.actor, epoch))
+                    .filter(|_| s.amount_sel != 1)
+                    .cloned()
+                    .unwrap_or_else(|| scores_for(s.small));
+                TxBody::RevealScores {
+                    epoch,
+                    scores: scores.try_into().unwrap(),
+                    salt: salt(),
+                }
+            }
+            16 => register_verifier("http://v:2"),
+            _ => unreachable!("op {}", s.op),
         }
+    }
+
+    /// The epoch of the next block.
+    fn epoch(&self) -> u64 {
+        (self.net.height + 1) / 10
     }
 
     fn tx(&self, s: &Step) -> SignedTx {
@@ -192,8 +338,17 @@ proptest! {
 
     #[test]
     fn random_tx_sequences_keep_ledger_invariants(steps in proptest::collection::vec(step(), 1..60)) {
-        let mut world = World { net: Net::new(), channels: Vec::new(), sent: Vec::new(), blocks: Vec::new() };
+        let (net, blocks) = start();
+        let mut world = World {
+            net,
+            channels: Vec::new(),
+            disputes: Vec::new(),
+            commits: BTreeMap::new(),
+            sent: Vec::new(),
+            blocks,
+        };
         let genesis_supply = query::supply(&world.net.storage).unwrap();
+        let mut minted = 0;
         for s in &steps {
             let tx = world.tx(s);
             let signer = tx.signer;
@@ -205,7 +360,11 @@ proptest! {
             // Supply is conserved and every counter matches the records.
             let supply = agora_ledger::proof::audit_supply(&world.net.storage).unwrap();
             prop_assert_eq!(supply.genesis, genesis_supply.genesis);
-            prop_assert_eq!(supply.minted, 0);
+            // Minting only grows, by at most one emission per epoch settled.
+            prop_assert!(supply.minted >= minted);
+            let epochs = world.net.height / 10;
+            prop_assert!(supply.minted <= Amount::from(epochs) * EMISSION);
+            minted = supply.minted;
 
             let signer_after = query::account(&world.net.storage, &signer).unwrap();
             let changed = changed_keys(&before, &world.net.storage);
@@ -221,22 +380,29 @@ proptest! {
                         let payee = ACTORS.iter().position(|n| id(n) == *payee).unwrap();
                         world.channels.push((channel_id(&signer, tx.nonce), payer, payee));
                     }
+                    if let TxBody::Challenge { receipt, .. } = &tx.body {
+                        world.disputes.push(receipt.receipt.id());
+                    }
+                    if let TxBody::CommitScores { epoch, .. } = &tx.body {
+                        world.commits.insert((s.actor, *epoch), scores_for(s.small));
+                    }
                 }
                 Err(err) if err.is_rejection() => {
                     // Rejected: nothing but block bookkeeping changed.
                     prop_assert_eq!(result.fee_paid, 0);
+                    // End-of-block settlement (rewards, slashes) may touch the signer.
                     if quiet_block {
                         prop_assert!(changed.is_subset(&bookkeeping), "{:?}", changed);
+                        prop_assert_eq!(signer_after, signer_before);
                     }
-                    prop_assert_eq!(signer_after, signer_before);
                 }
                 Err(_) => {
                     // Failed: only the fee and the nonce changed.
                     prop_assert_eq!(result.fee_paid, FEE);
                     prop_assert_eq!(signer_after.nonce, signer_before.nonce + 1);
-                    prop_assert_eq!(signer_after.balance, signer_before.balance - FEE);
-                    prop_assert_eq!(signer_after.bonded, signer_before.bonded);
                     if quiet_block {
+                        prop_assert_eq!(signer_after.balance, signer_before.balance - FEE);
+                        prop_assert_eq!(signer_after.bonded, signer_before.bonded);
                         let mut allowed = bookkeeping.clone();
                         allowed.insert(keys::account(&signer));
                         allowed.insert(keys::SUPPLY.to_vec());
@@ -259,7 +425,13 @@ proptest! {
         }
 
         // A fresh ledger fed the same blocks ends with the same state and root.
-        let mut replica = Net::new();
+        let mut replica = Net::from_genesis(&{
+            let mut genesis = genesis();
+            genesis.params.emission_per_epoch = EMISSION;
+            genesis.params.dispute_period_blocks = 8;
+            genesis.params.dispute_committee_size = 2;
+            genesis
+        });
         for block in &world.blocks {
             let outcome = apply_block(&mut replica.storage, block).unwrap();
             replica.root = outcome.state_root;

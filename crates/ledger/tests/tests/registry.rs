@@ -59,7 +59,10 @@ fn provider_needs_min_stake_and_active_models() {
 #[test]
 fn verifier_needs_min_stake() {
     let mut net = Net::new();
-    let res = net.run("carol", TxBody::RegisterVerifier);
+    let res = net.run(
+        "carol",
+        super::harness::register_verifier("http://carol:9000"),
+    );
     assert!(matches!(res, Err(TxError::InsufficientStake { .. })));
     net.run(
         "carol",
@@ -68,11 +71,40 @@ fn verifier_needs_min_stake() {
         },
     )
     .unwrap();
-    net.run("carol", TxBody::RegisterVerifier).unwrap();
+    net.run("carol", super::harness::register_verifier("ftp://carol"))
+        .unwrap_err();
+    net.run(
+        "carol",
+        super::harness::register_verifier("http://carol:9000"),
+    )
+    .unwrap();
     assert!(query::is_verifier(&net.storage, &super::harness::id("carol")).unwrap());
     let verifiers = query::verifiers(&net.storage).unwrap();
     assert_eq!(verifiers.len(), 1);
     assert_eq!(verifiers[0].account, super::harness::id("carol"));
+    assert_eq!(verifiers[0].endpoint.as_str(), "http://carol:9000");
+}
+
+#[test]
+fn registering_a_verifier_again_updates_its_endpoint() {
+    let mut net = Net::new();
+    net.run(
+        "carol",
+        TxBody::Bond {
+            amount: 100 * UNITS_PER_AGR,
+        },
+    )
+    .unwrap();
+    net.run("carol", super::harness::register_verifier("http://old:1"))
+        .unwrap();
+    let res = net.run("carol", super::harness::register_verifier("not a url"));
+    assert_eq!(res, Err(TxError::InvalidEndpoint));
+    net.run("carol", super::harness::register_verifier("https://new:2"))
+        .unwrap();
+    let verifiers = query::verifiers(&net.storage).unwrap();
+    assert_eq!(verifiers.len(), 1);
+    assert_eq!(verifiers[0].endpoint.as_str(), "https://new:2");
+    assert_eq!(verifiers[0].registered_height, 2);
 }
 
 #[test]

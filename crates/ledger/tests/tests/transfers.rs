@@ -154,7 +154,7 @@ fn fee_below_minimum_and_unpayable_fee_are_rejected() {
 }
 
 #[test]
-fn dispute_and_score_txs_fail_as_not_yet_active_and_pay_fee() {
+fn dispute_and_score_txs_from_a_non_verifier_fail_and_pay_fee() {
     let mut net = Net::new();
     let bodies = [
         TxBody::DisputeVote {
@@ -177,10 +177,14 @@ fn dispute_and_score_txs_fail_as_not_yet_active_and_pay_fee() {
         },
     ];
     let before = net.balance("carol");
-    for body in bodies {
-        let res = net.run("carol", body);
-        let err = res.unwrap_err();
-        assert_eq!(err.code(), 90, "{err}");
+    let expected = [
+        TxError::DisputeNotFound(Hash::of(b"d")),
+        TxError::NotVerifier,
+        TxError::NotVerifier,
+    ];
+    for (body, expected) in bodies.into_iter().zip(expected) {
+        let err = net.run("carol", body).unwrap_err();
+        assert_eq!(err, expected);
         assert!(!err.is_rejection());
     }
     assert_eq!(net.balance("carol"), before - 3 * FEE);

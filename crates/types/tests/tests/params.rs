@@ -20,5 +20,10 @@ fn unknown_and_out_of_range_params_are_refused_and_change_nothing() {
     assert!(params.set("quorum_bps", 10_001).is_err());
     assert!(params.set("voting_period_blocks", 0).is_err());
     assert!(params.set("unbonding_blocks", u128::MAX).is_err());
+    assert!(params.set("dispute_committee_size", 0).is_err());
+    assert!(params.set("dispute_committee_size", 65).is_err());
+    assert!(params.set("dispute_period_blocks", 0).is_err());
+    assert!(params.set("challenger_reward_bps", 10_001).is_err());
+    assert!(params.set("verifier_reward_bps", 10_001).is_err());
     assert_eq!(params, before);
 }

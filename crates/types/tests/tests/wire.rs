@@ -9,7 +9,7 @@ use agora_types::{
     ProviderScore, Receipt, ReceiptTotals, SamplingParams, SignedTx, TxBody, Vote, Voucher,
 };
 
-const PINNED: &str = "8158c114136c401946578ad2572e9054aaca3f26a72d3fa582807471ecd8a859";
+const PINNED: &str = "6061b39fe864f3443773241ba120fb310c2f88055d36aaebcd508e2aacb9a800";
 
 fn model() -> ModelInfo {
     ModelInfo {
@@ -79,7 +79,9 @@ fn sample(chain: &ChainId, payer: &Keypair, payee: AccountId) -> Vec<u8> {
         TxBody::RegisterProvider(info()),
         TxBody::UpdateProvider(info()),
         TxBody::DeregisterProvider,
-        TxBody::RegisterVerifier,
+        TxBody::RegisterVerifier {
+            endpoint: "http://127.0.0.1:9000".try_into().unwrap(),
+        },
         TxBody::OpenChannel {
             payee,
             deposit: 5,
@@ -216,4 +218,37 @@ fn wire_format_is_pinned() {
     let bytes = sample(&chain, &payer, payee);
     let digest = Hash::of(&bytes).to_hex();
     assert_eq!(digest, PINNED, "wire format changed; see the module docs");
+}
+
+#[test]
+fn score_commitment_binds_verifier_epoch_scores_and_salt() {
+    let alice = Keypair::from_seed(b"alice").account_id();
+    let bob = Keypair::from_seed(b"bob").account_id();
+    let scores = [ProviderScore {
+        provider: bob,
+        score_ppm: 500_000,
+    }];
+    let salt = Hash::of(b"salt");
+    let base = agora_types::score_commitment(&alice, 3, &scores, &salt);
+    assert_eq!(
+        base,
+        agora_types::score_commitment(&alice, 3, &scores, &salt)
+    );
+    assert_ne!(base, agora_types::score_commitment(&bob, 3, &scores, &salt));
+    assert_ne!(
+        base,
+        agora_types::score_commitment(&alice, 4, &scores, &salt)
+    );
+    assert_ne!(
+        base,
+        agora_types::score_commitment(&alice, 3, &scores, &Hash::of(b"other"))
+    );
+    let other = [ProviderScore {
+        provider: bob,
+        score_ppm: 500_001,
+    }];
+    assert_ne!(
+        base,
+        agora_types::score_commitment(&alice, 3, &other, &salt)
+    );
 }
