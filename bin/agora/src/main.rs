@@ -30,6 +30,8 @@ enum Command {
     Provider(Box<cmd::provider::Args>),
     /// Serve the OpenAI API in front of the network's providers.
     Gateway(cmd::gateway::Args),
+    /// Check providers' answers, challenge cheaters, vote on disputes and score providers.
+    Verifier(cmd::verifier::Args),
     /// Check receipts.
     #[command(subcommand)]
     Receipt(cmd::receipt::Command),
@@ -64,6 +66,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Devnet(args) => cmd::devnet::run(args),
         Command::Provider(args) => cmd::provider::run(*args),
         Command::Gateway(args) => cmd::gateway::run(args),
+        Command::Verifier(args) => cmd::verifier::run(args),
         Command::Receipt(command) => cmd::receipt::run(command),
         Command::Model(command) => cmd::model::run(command),
         Command::Node(args) => cmd::node::run(args),

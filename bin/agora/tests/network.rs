@@ -1,4 +1,4 @@
-//! A network of real processes on loopback: `agora node`, providers and a gateway.
+//! A network of real processes on loopback: `agora node`, providers, verifiers and a gateway.
 
 use std::{
     net::TcpListener,
@@ -92,7 +92,17 @@ pub(crate) struct ProviderProcess {
     pub(crate) extra_args: Vec<String>,
 }
 
-/// Node, providers and gateway, killed on drop.
+/// One verifier process.
+pub(crate) struct VerifierProcess {
+    /// The running process.
+    pub(crate) child: Child,
+    /// Its base URL.
+    pub(crate) url: String,
+    /// Its account.
+    pub(crate) account: String,
+}
+
+/// Node, providers, verifiers and gateway, killed on drop.
 pub(crate) struct Network {
     /// Temporary folder holding everything.
     pub(crate) dir: tempfile::TempDir,
@@ -105,8 +115,11 @@ pub(crate) struct Network {
     node: Child,
     /// The providers, by index (dev-1, dev-2, …).
     pub(crate) providers: Vec<ProviderProcess>,
+    /// The verifiers (the dev accounts after the providers').
+    pub(crate) verifiers: Vec<VerifierProcess>,
     gateway: Option<Child>,
     gateway_port: u16,
+    gateway_args: Vec<String>,
 }
 
 impl Network {
@@ -119,6 +132,17 @@ impl Network {
     /// Like [`Network::start`], with one provider per entry of `provider_args`, each started
     /// with those extra flags.
     pub(crate) async fn start_with(provider_args: Vec<Vec<String>>, credit: &str) -> Network {
+        Network::start_full(provider_args, 0, Vec::new(), credit).await
+    }
+
+    /// Like [`Network::start_with`], with `verifiers` verifiers registered before the gateway
+    /// starts, and the gateway started with `gateway_args`.
+    pub(crate) async fn start_full(
+        provider_args: Vec<Vec<String>>,
+        verifiers: usize,
+        gateway_args: Vec<String>,
+        credit: &str,
+    ) -> Network {
         let providers = provider_args.len();
         let dir = tempfile::tempdir().unwrap();
         seed_model(dir.path());
@@ -127,7 +151,7 @@ impl Network {
             agora()
                 .args(["genesis", "init", "--data-dir"])
                 .arg(&chain)
-                .args(["--accounts", &(providers + 1).to_string()]),
+                .args(["--accounts", &(providers + verifiers + 1).to_string()]),
         );
         let rpc_port = free_port();
         let rpc_url = format!("http://127.0.0.1:{rpc_port}");
@@ -170,8 +194,10 @@ impl Network {
             api_key: String::new(),
             node,
             providers: list,
+            verifiers: Vec::new(),
             gateway: None,
             gateway_port,
+            gateway_args,
             dir,
         };
         for index in 0..providers {
@@ -179,6 +205,9 @@ impl Network {
         }
         for index in 0..providers {
             network.wait_provider(index).await;
+        }
+        for index in 0..verifiers {
+            network.start_verifier(providers + 1 + index).await;
         }
         let issued = run_ok(
             agora()
@@ -205,6 +234,7 @@ impl Network {
             .arg(self.dir.path())
             .arg("--key")
             .arg(chain.join("keys").join("dev-0.key"))
+            .args(&self.gateway_args)
             .stdout(Stdio::null())
             .stderr(log_file(self.dir.path(), "gateway.log"))
             .spawn()
@@ -230,6 +260,51 @@ impl Network {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Starts a verifier with the dev key `dev-{key_index}` and waits until it is registered.
+    async fn start_verifier(&mut self, key_index: usize) {
+        let key = self
+            .dir
+            .path()
+            .join("chain/keys")
+            .join(format!("dev-{key_index}.key"));
+        let account = agora_rpc::keyfile::load(&key)
+            .unwrap()
+            .account_id()
+            .to_string();
+        let port = free_port();
+        let name = format!("verifier-{}.log", self.verifiers.len());
+        let mut child = agora()
+            .args(["verifier", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(["--rpc", &self.rpc_url, "--key"])
+            .arg(&key)
+            .args(["--threads", "1", "--poll-interval-ms", "300"])
+            .stdout(Stdio::null())
+            .stderr(log_file(self.dir.path(), &name))
+            .spawn()
+            .unwrap();
+        let rpc = self.rpc();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let registered = rpc.verifiers().await.unwrap_or_default();
+            if registered.iter().any(|v| v.account == account) {
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                let log = std::fs::read_to_string(self.dir.path().join(&name)).unwrap_or_default();
+                panic!("verifier exited: {log}");
+            }
+            assert!(Instant::now() < deadline, "verifier did not register");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.verifiers.push(VerifierProcess {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            account,
+        });
     }
 
     /// Starts (or restarts) provider `index`.
@@ -335,6 +410,7 @@ impl Drop for Network {
             .iter_mut()
             .filter_map(|p| p.child.as_mut())
             .collect();
+        children.extend(self.verifiers.iter_mut().map(|v| &mut v.child));
         if let Some(g) = self.gateway.as_mut() {
             children.push(g);
         }

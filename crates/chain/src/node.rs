@@ -464,6 +464,94 @@ impl Node {
             .collect()
     }
 
+    /// `verifiers`.
+    pub(crate) fn verifiers(&self) -> Result<Vec<wire::Verifier>, RpcFailure> {
+        let snapshot = self.snapshot()?;
+        let params = agora_ledger::query::params(&snapshot).map_err(RpcFailure::internal)?;
+        let height = self.head().height;
+        let verifiers = agora_ledger::query::verifiers(&snapshot).map_err(RpcFailure::internal)?;
+        verifiers
+            .iter()
+            .map(|verifier| {
+                let account = agora_ledger::query::account(&snapshot, &verifier.account)
+                    .map_err(RpcFailure::internal)?;
+                let status = if account.jailed_until > height {
+                    "jailed"
+                } else if account.bonded > 0 && account.bonded >= params.min_stake {
+                    "active"
+                } else {
+                    "inactive"
+                };
+                Ok(wire::Verifier {
+                    account: verifier.account.to_string(),
+                    endpoint: verifier.endpoint.to_string(),
+                    stake: account.bonded.to_string(),
+                    registered_height: verifier.registered_height,
+                    status: status.into(),
+                })
+            })
+            .collect()
+    }
+
+    /// `dispute`.
+    pub(crate) fn dispute(&self, id: &str) -> Result<Option<wire::Dispute>, RpcFailure> {
+        let id = Hash::from_hex(id).ok_or_else(|| RpcFailure::invalid_params("bad hash"))?;
+        let snapshot = self.snapshot()?;
+        let dispute = agora_ledger::query::dispute(&snapshot, &id).map_err(RpcFailure::internal)?;
+        Ok(dispute.as_ref().map(dispute_wire))
+    }
+
+    /// `disputes`.
+    pub(crate) fn disputes(
+        &self,
+        params: &wire::DisputesParams,
+    ) -> Result<Vec<wire::Dispute>, RpcFailure> {
+        let provider = params.provider.as_deref().map(parse_account).transpose()?;
+        let snapshot = self.snapshot()?;
+        let disputes = agora_ledger::query::disputes(&snapshot, params.open_only)
+            .map_err(RpcFailure::internal)?;
+        Ok(disputes
+            .iter()
+            .filter(|d| provider.is_none_or(|p| d.receipt.receipt.provider == p))
+            .map(dispute_wire)
+            .collect())
+    }
+
+    /// `epoch_rewards`.
+    pub(crate) fn epoch_rewards(
+        &self,
+        epoch: u64,
+    ) -> Result<Option<wire::EpochRewards>, RpcFailure> {
+        let snapshot = self.snapshot()?;
+        let rewards =
+            agora_ledger::query::epoch_rewards(&snapshot, epoch).map_err(RpcFailure::internal)?;
+        Ok(rewards.map(|rewards| wire::EpochRewards {
+            epoch: rewards.epoch,
+            height: rewards.height,
+            providers: rewards
+                .providers
+                .iter()
+                .map(|p| wire::ProviderReward {
+                    provider: p.provider.to_string(),
+                    consensus_ppm: p.consensus_ppm,
+                    tokens: p.tokens,
+                    reward: p.reward.to_string(),
+                })
+                .collect(),
+            verifiers: rewards
+                .verifiers
+                .iter()
+                .map(|v| wire::VerifierReward {
+                    verifier: v.verifier.to_string(),
+                    stake: v.stake.to_string(),
+                    agreement_ppm: v.agreement_ppm,
+                    reward: v.reward.to_string(),
+                })
+                .collect(),
+            minted: rewards.minted.to_string(),
+        }))
+    }
+
     /// `block`.
     pub(crate) fn block(
         &self,
@@ -903,6 +991,50 @@ fn channel_wire(channel: &agora_ledger::state::Channel) -> wire::Channel {
         channel.redeemed,
         channel.expiry_height,
     )
+}
+
+fn dispute_wire(dispute: &agora_ledger::state::Dispute) -> wire::Dispute {
+    use agora_ledger::state::DisputeStatus;
+    let receipt = &dispute.receipt.receipt;
+    let (status, outcome) = match &dispute.status {
+        DisputeStatus::Open => ("open", None),
+        DisputeStatus::Resolved(o) => (
+            "resolved",
+            Some(wire::DisputeOutcome {
+                fraud: o.fraud,
+                fraud_stake: o.fraud_stake.to_string(),
+                committee_stake: o.committee_stake.to_string(),
+                slashed: o.slashed.to_string(),
+                refunded: o.refunded.to_string(),
+                reward: o.reward.to_string(),
+                bond_returned: o.bond_returned.to_string(),
+                burned: o.burned.to_string(),
+            }),
+        ),
+    };
+    wire::Dispute {
+        id: dispute.id.to_hex(),
+        provider: receipt.provider.to_string(),
+        payer: receipt.payer.to_string(),
+        charge: receipt.charge().unwrap_or(u128::MAX).to_string(),
+        receipt: hex::encode(agora_types::encoding::encode(&dispute.receipt)),
+        transcript: dispute.transcript.to_string(),
+        challenger: dispute.challenger.to_string(),
+        bond: dispute.bond.to_string(),
+        opened_height: dispute.opened_height,
+        deadline_height: dispute.deadline_height,
+        committee: dispute
+            .committee
+            .iter()
+            .map(|m| wire::CommitteeMember {
+                account: m.account.to_string(),
+                stake: m.stake.to_string(),
+                vote: m.vote,
+            })
+            .collect(),
+        status: status.into(),
+        outcome,
+    }
 }
 
 fn receipt_commitment_wire(

@@ -218,6 +218,23 @@ fn dispatch(node: &Node, name: &str, raw: Value) -> Result<Value, RpcFailure> {
             let p: wire::ProofParams = params(raw)?;
             to_value(node.proof(&p)?)
         }
+        method::VERIFIERS => to_value(node.verifiers()?),
+        method::DISPUTE => {
+            let p: wire::DisputeParams = params(raw)?;
+            to_value(node.dispute(&p.id)?)
+        }
+        method::DISPUTES => {
+            let p: wire::DisputesParams = if raw.is_null() {
+                wire::DisputesParams::default()
+            } else {
+                params(raw)?
+            };
+            to_value(node.disputes(&p)?)
+        }
+        method::EPOCH_REWARDS => {
+            let p: wire::EpochParams = params(raw)?;
+            to_value(node.epoch_rewards(p.epoch)?)
+        }
         other => Err(RpcFailure::new(
             code::METHOD_NOT_FOUND,
             format!("unknown method {other}"),

@@ -23,14 +23,11 @@ use tokio::sync::mpsc;
 use crate::{
     directory::{Candidate, ModelEntry},
     error::ApiError,
-    payments::CreditError,
+    payments::{quote, CreditError},
     receipts::StoredReceipt,
     routing::{self, Preferences},
     Gateway,
 };
-
-/// Tokens a prompt may have beyond its body's bytes (chat-template markup).
-const TEMPLATE_TOKENS: u64 = 64;
 
 /// Who pays for a request.
 #[derive(Clone)]
@@ -159,7 +156,7 @@ async fn handle(
         .or(parsed.max_tokens)
         .filter(|n| *n > 0)
         .map_or(u64::from(model.context_length), |n| n as u64);
-    let input = body.len() as u64 + TEMPLATE_TOKENS;
+    let input = body.len() as u64;
     let quote_for = move |c: &Candidate| quote(input, max_tokens, c.price_in, c.price_out);
     let credit_quote = plan.iter().map(quote_for).max().unwrap_or(0);
     match &payer {
@@ -380,12 +377,6 @@ fn payment_required(
     }
 }
 
-/// The most a request may cost at a provider's prices (an overflow quotes more than any
-/// credit or channel holds, so the request is refused).
-fn quote(input: u64, max_tokens: u64, price_in: Amount, price_out: Amount) -> Amount {
-    agora_types::amount::token_cost(input, max_tokens, price_in, price_out).unwrap_or(Amount::MAX)
-}
-
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -475,13 +466,15 @@ impl Driver {
             }
             charged = charged.saturating_add(charge);
             if let Some(receipt) = receipt {
-                self.gateway.receipts.insert(StoredReceipt {
+                let stored = StoredReceipt {
                     receipt: receipt.clone(),
                     endpoint: provider.endpoint.clone(),
                     request: body.to_string(),
                     output_tokens: tokens[tokens_at..].to_vec(),
                     output_text: summary.content[text_at..].to_owned(),
-                });
+                };
+                crate::verification::offer(&self.gateway, &stored);
+                self.gateway.receipts.insert(stored);
                 summary.receipts.push(receipt);
             }
             match outcome {

@@ -1,6 +1,10 @@
-//! What the ledger says: active models by name and the providers serving them.
+//! What the ledger says: active models by name and the providers serving them, the active
+//! verifiers, and the providers with an open dispute.
 
-use std::{collections::BTreeMap, sync::RwLock};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::RwLock,
+};
 
 use agora_rpc::{wire, Client};
 use agora_types::{AccountId, Amount, Cid};
@@ -38,10 +42,21 @@ pub struct ModelEntry {
     pub candidates: Vec<Candidate>,
 }
 
+/// An active verifier, as the ledger lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifierEntry {
+    /// Its account.
+    pub account: AccountId,
+    /// Base URL, without a trailing slash.
+    pub endpoint: String,
+}
+
 /// The gateway's copy of the registry, refreshed from a ledger node.
 #[derive(Default)]
 pub struct Directory {
     models: RwLock<BTreeMap<String, ModelEntry>>,
+    verifiers: RwLock<Vec<VerifierEntry>>,
+    flagged: RwLock<BTreeSet<AccountId>>,
 }
 
 /// Why the registry could not be read.
@@ -60,8 +75,46 @@ impl Directory {
             .providers()
             .await
             .map_err(|e| RefreshError(e.to_string()))?;
+        let verifiers = rpc
+            .verifiers()
+            .await
+            .map_err(|e| RefreshError(e.to_string()))?;
+        let disputes = rpc
+            .disputes(true, None)
+            .await
+            .map_err(|e| RefreshError(e.to_string()))?;
         *self.models.write().unwrap_or_else(|e| e.into_inner()) = build(&models, &providers);
+        *self.verifiers.write().unwrap_or_else(|e| e.into_inner()) = verifiers
+            .iter()
+            .filter(|v| v.status == "active")
+            .filter_map(|v| {
+                Some(VerifierEntry {
+                    account: v.account.parse().ok()?,
+                    endpoint: v.endpoint.trim_end_matches('/').to_owned(),
+                })
+            })
+            .collect();
+        *self.flagged.write().unwrap_or_else(|e| e.into_inner()) = disputes
+            .iter()
+            .filter_map(|d| d.provider.parse().ok())
+            .collect();
         Ok(())
+    }
+
+    /// The active verifiers.
+    pub fn verifiers(&self) -> Vec<VerifierEntry> {
+        self.verifiers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether `provider` has an open dispute.
+    pub fn is_flagged(&self, provider: &AccountId) -> bool {
+        self.flagged
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(provider)
     }
 
     /// The model a request names (by name or CID), if active.

@@ -26,6 +26,7 @@ mod metrics;
 pub mod payments;
 pub mod receipts;
 pub mod routing;
+pub mod verification;
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
@@ -44,6 +45,9 @@ pub use error::ApiError;
 
 /// Largest request body accepted, in bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Base share of transcripts sent to verifiers: checking costs about half of serving on a CPU
+/// (`bench/verification.sh`), so 5% keeps verification near 2.5% of the network's work.
+pub const DEFAULT_VERIFY_RATE: f64 = 0.05;
 
 /// How to run a gateway.
 #[derive(Clone, Debug)]
@@ -64,6 +68,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How often providers are probed and the registry refreshed.
     pub probe_interval: Duration,
+    /// Base share of transcripts sent to verifiers ([`verification`]); 0 sends none.
+    pub verify_rate: f64,
 }
 
 impl Config {
@@ -78,6 +84,7 @@ impl Config {
             first_byte_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             probe_interval: Duration::from_secs(1),
+            verify_rate: DEFAULT_VERIFY_RATE,
         }
     }
 }
@@ -111,6 +118,8 @@ pub struct Gateway {
     pub receipts: receipts::ReceiptStore,
     /// Recent blocks from the node's event stream.
     pub chain: explorer::ChainView,
+    /// Which transcripts go to verifiers.
+    pub verification: verification::Sampler,
     metrics: metrics::Metrics,
 }
 
@@ -135,6 +144,7 @@ impl Gateway {
             .build()
             .map_err(|e| Error::State(e.to_string()))?;
         let gateway = Arc::new(Gateway {
+            verification: verification::Sampler::new(config.verify_rate),
             config,
             rpc,
             http,
@@ -291,6 +301,6 @@ async fn receipt(
 async fn metrics_text(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        gateway.metrics.render(),
+        gateway.metrics.render(gateway.verification.counts()),
     )
 }

@@ -42,9 +42,14 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text.
-    pub(crate) fn render(&self) -> String {
+    /// The Prometheus text, with the transcripts sent to verifiers and those refused.
+    pub(crate) fn render(&self, transcripts: (u64, u64)) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# TYPE agora_gateway_transcripts_sent_total counter\nagora_gateway_transcripts_sent_total {}\n# TYPE agora_gateway_transcripts_refused_total counter\nagora_gateway_transcripts_refused_total {}",
+            transcripts.0, transcripts.1
+        );
         out.push_str("# TYPE agora_gateway_responses_total counter\n");
         for (status, count) in self
             .by_status

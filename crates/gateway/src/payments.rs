@@ -64,6 +64,22 @@ struct State {
     channels: HashMap<String, ChannelState>,
 }
 
+/// Tokens a prompt may have beyond its body's bytes (chat-template markup).
+const TEMPLATE_TOKENS: u64 = 64;
+
+/// The most a request whose body has `body_bytes` bytes may cost at a provider's prices: every
+/// byte a prompt token, plus the chat template's, and `max_tokens` completion tokens. An
+/// overflow quotes more than any credit or channel holds, so the request is refused.
+pub fn quote(body_bytes: u64, max_tokens: u64, price_in: Amount, price_out: Amount) -> Amount {
+    agora_types::amount::token_cost(
+        body_bytes.saturating_add(TEMPLATE_TOKENS),
+        max_tokens,
+        price_in,
+        price_out,
+    )
+    .unwrap_or(Amount::MAX)
+}
+
 /// The gateway's payer: its key, channels and clients' credit.
 pub struct Wallet {
     keypair: Keypair,

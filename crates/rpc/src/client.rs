@@ -278,6 +278,36 @@ impl Client {
         self.call(method::PROOF, params).await
     }
 
+    /// Every registered verifier.
+    pub async fn verifiers(&self) -> Result<Vec<wire::Verifier>, Error> {
+        self.call(method::VERIFIERS, serde_json::Value::Null).await
+    }
+
+    /// A dispute by id (the challenged receipt's id), if one was opened.
+    pub async fn dispute(&self, id: &Hash) -> Result<Option<wire::Dispute>, Error> {
+        let params = wire::DisputeParams { id: id.to_hex() };
+        self.call(method::DISPUTE, params).await
+    }
+
+    /// Disputes, by id: only open ones when `open_only`, only against `provider` when given.
+    pub async fn disputes(
+        &self,
+        open_only: bool,
+        provider: Option<&AccountId>,
+    ) -> Result<Vec<wire::Dispute>, Error> {
+        let params = wire::DisputesParams {
+            open_only,
+            provider: provider.map(AccountId::to_string),
+        };
+        self.call(method::DISPUTES, params).await
+    }
+
+    /// How `epoch`'s emission was split, once settled.
+    pub async fn epoch_rewards(&self, epoch: u64) -> Result<Option<wire::EpochRewards>, Error> {
+        self.call(method::EPOCH_REWARDS, wire::EpochParams { epoch })
+            .await
+    }
+
     /// Whether `GET /health` answers 200.
     pub async fn health(&self) -> Result<bool, Error> {
         let response = self

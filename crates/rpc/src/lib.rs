@@ -69,6 +69,16 @@ pub mod method {
     pub const VALIDATORS: &str = "validators";
     /// An inclusion proof: [`crate::wire::ProofParams`] → [`crate::wire::Proof`].
     pub const PROOF: &str = "proof";
+    /// Registered verifiers: no params → [`crate::wire::Verifier`] list.
+    pub const VERIFIERS: &str = "verifiers";
+    /// A dispute: [`crate::wire::DisputeParams`] → [`crate::wire::Dispute`] or null.
+    pub const DISPUTE: &str = "dispute";
+    /// Disputes, by id: [`crate::wire::DisputesParams`] (or no params) →
+    /// [`crate::wire::Dispute`] list.
+    pub const DISPUTES: &str = "disputes";
+    /// How an epoch's emission was split: [`crate::wire::EpochParams`] →
+    /// [`crate::wire::EpochRewards`] or null (not settled yet).
+    pub const EPOCH_REWARDS: &str = "epoch_rewards";
 }
 
 /// JSON-RPC error codes used by the node.

@@ -624,3 +624,149 @@ pub fn tx_kind(body: &agora_types::TxBody) -> &'static str {
         TxBody::RevealScores { .. } => "reveal_scores",
     }
 }
+
+/// Element of `verifiers`: a registered verifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verifier {
+    /// bech32m account id.
+    pub account: String,
+    /// Base URL of its HTTP server: gateways send transcripts to `POST {endpoint}/v1/transcripts`
+    /// and it publishes the transcripts it challenges with at `GET {endpoint}/blobs/{cid}`.
+    pub endpoint: String,
+    /// Bonded stake (base units).
+    pub stake: String,
+    /// Height of registration.
+    pub registered_height: u64,
+    /// `active` (may challenge, sit on committees and score), `inactive` (below `min_stake`)
+    /// or `jailed`.
+    pub status: String,
+}
+
+/// Params of `dispute`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DisputeParams {
+    /// Dispute id (hex): the challenged receipt's id.
+    pub id: String,
+}
+
+/// Params of `disputes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DisputesParams {
+    /// Only disputes still open for votes.
+    #[serde(default)]
+    pub open_only: bool,
+    /// Only disputes against this provider (bech32m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+/// One member of a dispute's committee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitteeMember {
+    /// bech32m account id.
+    pub account: String,
+    /// Its stake when drawn: its voting weight (base units).
+    pub stake: String,
+    /// Its vote (`true` = fraud), once cast.
+    pub vote: Option<bool>,
+}
+
+/// How a dispute was settled; amounts in base units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeOutcome {
+    /// Whether at least two thirds of the committee's stake voted fraud.
+    pub fraud: bool,
+    /// Stake of the members that voted fraud.
+    pub fraud_stake: String,
+    /// Stake of the whole committee.
+    pub committee_stake: String,
+    /// Taken from the provider's bonded stake.
+    pub slashed: String,
+    /// Paid from the slash to the receipt's payer.
+    pub refunded: String,
+    /// Paid from the slash to the challenger.
+    pub reward: String,
+    /// Bond returned to the challenger.
+    pub bond_returned: String,
+    /// Burned: the rest of the slash, or the bond when no fraud was found.
+    pub burned: String,
+}
+
+/// Result of `dispute`, element of `disputes`: a challenge of one receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispute {
+    /// Its id (hex): the challenged receipt's id.
+    pub id: String,
+    /// The provider that signed the receipt.
+    pub provider: String,
+    /// The receipt's payer.
+    pub payer: String,
+    /// What the receipt charged (base units).
+    pub charge: String,
+    /// Hex of the borsh `SignedReceipt` challenged.
+    pub receipt: String,
+    /// CID of the transcript the challenger published.
+    pub transcript: String,
+    /// The verifier that challenged.
+    pub challenger: String,
+    /// Bond escrowed by the challenger (base units).
+    pub bond: String,
+    /// Height of the block that opened it.
+    pub opened_height: u64,
+    /// Last height at which votes count.
+    pub deadline_height: u64,
+    /// The committee, in draw order.
+    pub committee: Vec<CommitteeMember>,
+    /// `open` or `resolved`.
+    pub status: String,
+    /// The settlement, once resolved.
+    pub outcome: Option<DisputeOutcome>,
+}
+
+/// Params of `epoch_rewards`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochParams {
+    /// Epoch (height / `epoch_blocks`).
+    pub epoch: u64,
+}
+
+/// One provider's share of an epoch's emission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderReward {
+    /// bech32m account id.
+    pub provider: String,
+    /// Consensus score in millionths.
+    pub consensus_ppm: u32,
+    /// Completion tokens committed for the epoch.
+    pub tokens: u64,
+    /// Minted to it (base units).
+    pub reward: String,
+}
+
+/// One verifier's share of an epoch's emission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifierReward {
+    /// bech32m account id.
+    pub verifier: String,
+    /// Its bonded stake at settlement (base units).
+    pub stake: String,
+    /// Agreement with consensus in millionths.
+    pub agreement_ppm: u32,
+    /// Minted to it (base units).
+    pub reward: String,
+}
+
+/// Result of `epoch_rewards`: how an epoch's emission was split by quality scores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochRewards {
+    /// The epoch scored.
+    pub epoch: u64,
+    /// Height of the block that settled it.
+    pub height: u64,
+    /// Per scored provider.
+    pub providers: Vec<ProviderReward>,
+    /// Per revealing verifier.
+    pub verifiers: Vec<VerifierReward>,
+    /// Total minted (base units).
+    pub minted: String,
+}

@@ -13,7 +13,12 @@
 //!   merely prefilled is far less likely than honest draws.
 //!
 //! [`check_scores`] is the pure part, over scores already computed; [`check`] runs the model.
+//! [`transcript`] checks a receipt's claims against its transcript; [`role`] is the verifier
+//! daemon (`agora verifier`): transcripts from gateways, challenges, committee votes and
+//! quality scores ([`quality`]).
 
+pub mod quality;
+pub mod role;
 pub mod transcript;
 
 pub use transcript::{check_transcript, Fault, TranscriptCheck, TranscriptCheckError};

@@ -2,9 +2,11 @@
 //!
 //! One process runs a ledger node (a validator set of one; dev genesis with funded keys and
 //! the default model active), three providers with their own keys, prices and data folders
-//! (each bonds, registers on the ledger and serves the default model), and a gateway on
-//! `127.0.0.1:8080` that routes to them and pays them with vouchers. Everything lives under
-//! `<data-dir>/devnet`, so a second start takes up the same chain, keys and API key.
+//! (each bonds, registers on the ledger and serves the default model), three verifiers (each
+//! bonds, registers, checks the transcripts the gateway samples, sits on dispute committees and
+//! scores the providers each epoch), and a gateway on `127.0.0.1:8080` that routes to the
+//! providers and pays them with vouchers. Everything lives under `<data-dir>/devnet`, so a
+//! second start takes up the same chain, keys and API key.
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
@@ -31,6 +33,12 @@ pub struct Args {
     /// Port of the first provider; the others follow (0 picks free ports).
     #[arg(long, default_value_t = 8081)]
     pub provider_port: u16,
+    /// Number of verifiers (a dispute's committee needs two besides the challenger).
+    #[arg(long, default_value_t = 3)]
+    pub verifiers: u16,
+    /// Port of the first verifier; the others follow (0 picks free ports).
+    #[arg(long, default_value_t = 8091)]
+    pub verifier_port: u16,
     #[command(flatten)]
     pub engine: provider::EngineArgs,
     #[command(flatten)]
@@ -47,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         genesis::init(genesis::InitArgs {
             data: chain_data.clone(),
             chain_id: "agora-devnet".into(),
-            accounts: usize::from(args.providers) + 1,
+            accounts: usize::from(args.providers) + usize::from(args.verifiers) + 1,
             force: false,
             json: false,
         })?;
@@ -129,7 +137,45 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for url in &provider_urls {
             wait_for_health(url, &mut tasks).await?;
         }
-        let keypair = agora_rpc::keyfile::load(&chain_dir.join("keys").join("dev-0.key"))?;
+        let funder = agora_rpc::keyfile::load(&chain_dir.join("keys").join("dev-0.key"))?;
+        for index in 1..=args.verifiers {
+            let port = if args.verifier_port == 0 {
+                0
+            } else {
+                args.verifier_port + index - 1
+            };
+            let listener = tokio::net::TcpListener::bind((args.listen.ip(), port)).await?;
+            let addr = listener.local_addr()?;
+            let key = chain_dir
+                .join("keys")
+                .join(format!("dev-{}.key", args.providers + index));
+            let keypair = genesis::load_or_create(&key)?;
+            fund(&rpc_url, &funder, &keypair.account_id()).await?;
+            let mut engine = agora_engine::EngineConfig::for_model(&model.engine.model_path);
+            engine.threads = 1;
+            engine.max_sequences = 1;
+            engine.context_per_sequence = model.engine.context_per_sequence.max(2048);
+            let state = chain_dir
+                .join("verifiers")
+                .join(keypair.account_id().to_string());
+            let config = agora_verifier::role::Config::new(
+                &rpc_url,
+                keypair,
+                format!("http://{addr}"),
+                state,
+                model.cid,
+                engine,
+            );
+            let verifier = agora_verifier::role::Verifier::connect(config).await?;
+            println!("devnet: verifier {index} on http://{addr}");
+            let stopping = shutdown();
+            tasks.spawn(async move {
+                agora_verifier::role::serve(verifier, listener, stopping)
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+        }
+        let keypair = funder;
         let config = agora_gateway::Config::new(&rpc_url, keypair, chain_dir.join("gateway"));
         let gateway = agora_gateway::Gateway::connect(config).await?;
         let api_key = api_key(&chain_dir, &gateway)?;
@@ -172,6 +218,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None => Ok(()),
         }
     })
+}
+
+/// What a devnet verifier is given when it holds less: stake plus bonds for many challenges.
+const VERIFIER_FUNDS: Amount = 1_000 * UNITS_PER_AGR;
+
+/// Tops `account` up to [`VERIFIER_FUNDS`] from `funder` (a devnet made before it had
+/// verifiers did not fund their keys in genesis).
+async fn fund(
+    rpc_url: &str,
+    funder: &agora_types::Keypair,
+    account: &agora_types::AccountId,
+) -> anyhow::Result<()> {
+    let client = agora_rpc::Client::new(rpc_url)?;
+    let state = client.account(account).await?;
+    let held =
+        state.balance.parse::<Amount>().unwrap_or(0) + state.bonded.parse::<Amount>().unwrap_or(0);
+    if held >= VERIFIER_FUNDS {
+        return Ok(());
+    }
+    let status = client
+        .sign_and_submit(
+            funder,
+            agora_types::TxBody::Transfer {
+                to: *account,
+                amount: VERIFIER_FUNDS - held,
+            },
+            None,
+            Duration::from_secs(30),
+        )
+        .await?;
+    if status.success == Some(false) {
+        anyhow::bail!("funding verifier {account}: {:?}", status.error);
+    }
+    Ok(())
 }
 
 fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {

@@ -33,6 +33,10 @@ pub struct CommonArgs {
     /// Deposit of each channel the gateway opens, in AGR.
     #[arg(long, default_value = "10", value_parser = parse_agr)]
     pub channel_deposit: Amount,
+    /// Base share of answers whose transcripts go to verifiers (0 to 1; new and flagged
+    /// providers are checked more often).
+    #[arg(long, env = "AGORA_VERIFY_RATE", default_value_t = agora_gateway::DEFAULT_VERIFY_RATE)]
+    pub verify_rate: f64,
     #[command(flatten)]
     pub data: DataDirArgs,
 }
@@ -71,6 +75,7 @@ impl CommonArgs {
         let mut config =
             agora_gateway::Config::new(&self.rpc, keypair, self.data.path().join("gateway"));
         config.channel_deposit = self.channel_deposit;
+        config.verify_rate = self.verify_rate;
         Ok(config)
     }
 }

@@ -8,6 +8,7 @@ pub mod model;
 pub mod node;
 pub mod provider;
 pub mod receipt;
+pub mod verifier;
 pub mod wallet;
 
 use std::path::PathBuf;
