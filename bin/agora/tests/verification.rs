@@ -303,6 +303,55 @@ async fn cheaters_are_challenged_voted_slashed_jailed_and_dropped_on_chain() {
         assert_eq!(checks[id]["challenged"], *label != "honest", "{label}");
     }
 
+    // Bad transcripts are refused with a reason and change nothing.
+    let verifier = &network.verifiers[0].url;
+    let post = |bytes: Vec<u8>| {
+        http.post(format!("{verifier}/v1/transcripts"))
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+    };
+    let honest_id = &receipts[0].1;
+    let good = transcript(&http, &network.gateway_url, honest_id).await;
+    let mut forged_answer = good.clone();
+    forged_answer.output_text.push_str(" (edited)");
+    let mut forged_request = good.clone();
+    forged_request.request.push(b' ');
+    let cases = [
+        (b"not a transcript".to_vec(), "not a transcript"),
+        (forged_answer.to_bytes(), "response_hash"),
+        (forged_request.to_bytes(), "request_hash"),
+    ];
+    for (bytes, reason) in cases {
+        let res = post(bytes).await.unwrap();
+        assert_eq!(res.status(), 400, "{reason}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_transcript");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(reason), "{message}");
+    }
+    let res = post(good.to_bytes()).await.unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "a transcript already checked is not checked again"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "duplicate");
+    let res = http
+        .get(format!("{verifier}/blobs/nonsense"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let unknown = agora_types::Cid::of(b"never published");
+    let res = http
+        .get(format!("{verifier}/blobs/{unknown}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+
     // Each cheat's dispute: the committee (the two other verifiers) votes fraud, and the
     // settlement slashes the parameter's share of the stake, refunds the charge and pays the
     // challenger.
@@ -327,6 +376,23 @@ async fn cheaters_are_challenged_voted_slashed_jailed_and_dropped_on_chain() {
         };
         let outcome = dispute.outcome.clone().unwrap();
         assert!(outcome.fraud, "{label}: {dispute:?}");
+        let challenger = network
+            .verifiers
+            .iter()
+            .find(|v| v.account == dispute.challenger)
+            .unwrap();
+        let published = http
+            .get(format!("{}/blobs/{}", challenger.url, dispute.transcript))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(
+            agora_types::Cid::of(&published).to_string(),
+            dispute.transcript
+        );
         assert_eq!(dispute.committee.len(), 2, "{label}: {dispute:?}");
         assert!(
             dispute.committee.iter().all(|m| m.vote == Some(true)),
@@ -426,6 +492,30 @@ async fn cheaters_are_challenged_voted_slashed_jailed_and_dropped_on_chain() {
             "verifier {account}"
         );
     }
+    // Scores: every verifier committed and revealed, and the ledger combined them.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let honest_score = 'epochs: loop {
+        let head = rpc.head().await.unwrap();
+        let epoch_blocks: u64 = params["epoch_blocks"].parse().unwrap();
+        for epoch in (0..head.height / epoch_blocks).rev() {
+            let Some(rewards) = rpc.epoch_rewards(epoch).await.unwrap() else {
+                continue;
+            };
+            if rewards.verifiers.len() == network.verifiers.len() {
+                let honest = rewards
+                    .providers
+                    .iter()
+                    .find(|p| p.provider == honest.account);
+                break 'epochs honest.map(|p| p.consensus_ppm);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no epoch combined every verifier's scores"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(honest_score.is_some_and(|ppm| ppm > 0), "{honest_score:?}");
     eprintln!(
         "challengers: {:?}; refunded {refunded_total}",
         by_challenger.keys().collect::<Vec<_>>()

@@ -269,7 +269,8 @@ impl Payments {
     }
 
     /// Checks that every model is active on the ledger, bonds up to the configured stake and
-    /// registers (or updates) the provider record to offer `offers`.
+    /// registers (or updates) the provider record to offer `offers`; while the provider is
+    /// jailed it changes nothing, so a slash stays visible until the jail ends.
     pub async fn ensure_registered(
         &self,
         offers: &[agora_types::ModelOffer],
@@ -286,6 +287,19 @@ impl Payments {
                     offer.cid
                 ));
             }
+        }
+        let current = self
+            .rpc
+            .provider(&self.account)
+            .await
+            .map_err(|e| e.to_string())?;
+        if current
+            .as_ref()
+            .is_some_and(|record| record.status == "jailed")
+        {
+            // A jailed provider cannot serve: its slashed stake is topped up once it is free.
+            tracing::debug!(target: "agora::provider", "jailed; registration left as it is");
+            return Ok(());
         }
         let params = self.rpc.params().await.map_err(|e| e.to_string())?;
         let min_stake: Amount = params
@@ -330,11 +344,6 @@ impl Payments {
                 .try_into()
                 .map_err(|_| "hardware description too long".to_owned())?,
         };
-        let current = self
-            .rpc
-            .provider(&self.account)
-            .await
-            .map_err(|e| e.to_string())?;
         match current {
             None => {
                 self.submit(TxBody::RegisterProvider(info)).await?;
