@@ -143,7 +143,7 @@ before(async () => {
   const [port, rpcPort] = [await freePort(), await freePort()];
   devnet = { data, url: `http://127.0.0.1:${port}`, rpcUrl: `http://127.0.0.1:${rpcPort}` };
   devnet.proc = start("devnet", ["devnet", "--data-dir", data, "--listen", `127.0.0.1:${port}`,
-    "--rpc-listen", `127.0.0.1:${rpcPort}`, "--provider-port", "0", "--context", "1024", "--parallel", "4"]);
+    "--rpc-listen", `127.0.0.1:${rpcPort}`, "--provider-port", "0", "--verifier-port", "0", "--context", "1024", "--parallel", "4"]);
   const keyFile = path.join(data, "devnet/api-key");
   await until("the devnet", 300_000, async () => {
     assert.equal(devnet.proc.exitCode_, null, "devnet exited during start-up");

@@ -1,7 +1,8 @@
 """The official OpenAI Python SDK against `agora devnet` (the README's first command): a ledger
-node, three paid providers and the gateway. Checks that the money adds up (the providers'
-balances rise by exactly what they redeemed, and the client's credit falls by the same amount)
-and that a receipt verifies against the chain with `agora receipt verify`.
+node, three paid providers, three verifiers and the gateway. Checks that the money adds up (the
+providers' balances rise by exactly what they redeemed, and the client's credit falls by what
+they redeemed from the gateway's channels; the verifiers' paid probes are the rest) and that a
+receipt verifies against the chain with `agora receipt verify`.
 
 Set AGORA_BIN to the `agora` binary; AGORA_TEST_DATA to the folder holding the default model.
 """
@@ -58,7 +59,7 @@ def devnet(tmp_path_factory):
     net = Devnet(data)
     net.proc = subprocess.Popen(
         [binary, "devnet", "--data-dir", str(data), "--listen", f"127.0.0.1:{net.port}",
-         "--rpc-listen", f"127.0.0.1:{net.rpc_port}", "--provider-port", "0",
+         "--rpc-listen", f"127.0.0.1:{net.rpc_port}", "--provider-port", "0", "--verifier-port", "0",
          "--context", "1024", "--parallel", "4"],
         stdout=subprocess.DEVNULL,
     )
@@ -87,18 +88,36 @@ def client(devnet):
     return openai.OpenAI(base_url=f"{devnet.url}/v1", api_key=devnet.api_key)
 
 
-def accounts(devnet):
-    out = {}
-    for provider in devnet.rpc("providers"):
-        account = devnet.rpc("account", {"address": provider["operator"]})
-        out[provider["operator"]] = (int(account["balance"]), account["nonce"])
-    return out
+def books(devnet):
+    """Per provider: (balance, nonce, total redeemed to it), and the total redeemed from
+    channels the gateway pays (not the verifiers' probe channels), read so that no provider
+    transaction landed between the reads (every redemption bumps its payee's nonce)."""
+    verifiers = {v["account"] for v in devnet.rpc("verifiers")}
+
+    def accounts():
+        out = {}
+        for provider in devnet.rpc("providers"):
+            account = devnet.rpc("account", {"address": provider["operator"]})
+            out[provider["operator"]] = (int(account["balance"]), account["nonce"])
+        return out
+
+    while True:
+        first = accounts()
+        channels = devnet.rpc("channels", {})
+        second = accounts()
+        if first == second:
+            break
+    providers = {
+        operator: (balance, nonce, sum(int(c["redeemed"]) for c in channels if c["payee"] == operator))
+        for operator, (balance, nonce) in second.items()
+    }
+    from_gateway = sum(int(c["redeemed"]) for c in channels if c["payer"] not in verifiers)
+    return providers, from_gateway
 
 
 def test_paid_chat_through_the_gateway_adds_up_and_the_receipt_verifies(devnet, client, tmp_path):
-    before = accounts(devnet)
+    before, redeemed_before = books(devnet)
     assert len(before) == 3
-    redeemed_before = sum(int(c["redeemed"]) for c in devnet.rpc("channels", {}))
 
     raw = client.chat.completions.with_raw_response.create(
         model=MODEL,
@@ -132,20 +151,18 @@ def test_paid_chat_through_the_gateway_adds_up_and_the_receipt_verifies(devnet, 
     while True:
         wallet = devnet.wallet()
         spent = CREDIT - next(iter(wallet["keys"].values()))["credit"]
-        redeemed = sum(int(c["redeemed"]) for c in devnet.rpc("channels", {})) - redeemed_before
+        redeemed = books(devnet)[1] - redeemed_before
         if spent > 0 and redeemed == spent:
             break
         assert time.time() < deadline, f"redeemed {redeemed} != spent {spent}"
         time.sleep(0.5)
 
     fee = int(devnet.rpc("params")["min_fee"])
-    after = accounts(devnet)
-    channels = devnet.rpc("channels", {})
-    for operator, (balance, nonce) in after.items():
-        paid = sum(int(c["redeemed"]) for c in channels if c["payee"] == operator)
-        old_balance, old_nonce = before[operator]
+    after, _ = books(devnet)
+    for operator, (balance, nonce, redeemed) in after.items():
+        old_balance, old_nonce, old_redeemed = before[operator]
         # Each provider transaction (redeem, receipt commit) burns the minimum fee.
-        assert balance - old_balance == paid - fee * (nonce - old_nonce), operator
+        assert balance - old_balance == redeemed - old_redeemed - fee * (nonce - old_nonce), operator
 
     # The receipt: signed, in its epoch's Merkle root, and that root is on the chain.
     deadline = time.time() + 90

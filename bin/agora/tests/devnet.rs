@@ -19,7 +19,7 @@ async fn devnet_serves_chat_and_produces_blocks_then_stops_on_sigterm() {
         .arg(data.path())
         .args(["--listen", &format!("127.0.0.1:{api_port}")])
         .args(["--rpc-listen", &format!("127.0.0.1:{rpc_port}")])
-        .args(["--provider-port", "0"])
+        .args(["--provider-port", "0", "--verifier-port", "0"])
         .args(["--context", "512", "--parallel", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

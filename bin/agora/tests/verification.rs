@@ -330,12 +330,12 @@ async fn cheaters_are_challenged_voted_slashed_jailed_and_dropped_on_chain() {
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains(reason), "{message}");
     }
+    // Taken once (this verifier may or may not be the one the gateway sent it to), then
+    // recognized as already taken.
+    let first = post(good.to_bytes()).await.unwrap().status();
+    assert!(first == 202 || first == 200, "{first}");
     let res = post(good.to_bytes()).await.unwrap();
-    assert_eq!(
-        res.status(),
-        200,
-        "a transcript already checked is not checked again"
-    );
+    assert_eq!(res.status(), 200, "a transcript taken is not checked again");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], "duplicate");
     let res = http

@@ -371,6 +371,35 @@ async function loadReceipts() {
       h("td", { class: "num" }, agr(r.charge)))) : [emptyRow(6, "No receipts yet: send a request from the playground.")]);
 }
 
+async function loadVerification() {
+  const res = await getJSON("/agora/verification");
+  if (!res.ok || !res.body) return;
+  const v = res.body;
+  setText("verify-summary", `${num(v.transcripts_sent)} transcripts sent to verifiers by this gateway ` +
+    `(base rate ${Math.round(v.verify_rate * 1000) / 10}%, higher for new and disputed providers); ` +
+    `${num(v.transcripts_refused)} not taken.`);
+  const outcome = { open: "warn", fraud: "bad", dismissed: "ok" };
+  fill($("disputes-body"), v.disputes.length ? v.disputes.map((d) =>
+    h("tr", { "data-dispute": d.id },
+      h("th", { scope: "row" }, receiptLink(d.id)),
+      h("td", {}, providerLink(d.provider)),
+      h("td", {}, h("span", { class: "mono", title: d.challenger }, short(d.challenger))),
+      h("td", { class: "num" }, `${d.votes_fraud} / ${d.votes_no_fraud} of ${d.committee}`),
+      h("td", {}, `height ${num(d.deadline_height)}`),
+      h("td", {}, badge(d.status, outcome[d.status] || "warn")),
+      h("td", { class: "num" }, d.slashed === null ? "—" : agr(d.slashed)),
+      h("td", { class: "num" }, d.refunded === null ? "—" : agr(d.refunded)),
+    )) : [emptyRow(8, "No disputes: every answer the verifiers checked passed.")]);
+  const status = { active: "ok", inactive: "warn", jailed: "bad" };
+  fill($("verifiers-body"), v.verifiers.length ? v.verifiers.map((x) =>
+    h("tr", {},
+      h("th", { scope: "row" }, h("span", { class: "mono", title: x.account }, short(x.account))),
+      h("td", { class: "mono wrap" }, x.endpoint),
+      h("td", { class: "num" }, agr(x.stake)),
+      h("td", {}, badge(x.status, status[x.status] || "warn")),
+    )) : [emptyRow(4, "No verifier is registered: run `agora verifier` to check answers.")]);
+}
+
 function check(label, ok, detail) {
   const kinds = { ok: ["✓", "ok"], pending: ["…", "warn"], bad: ["✗", "bad"] };
   const [mark, kind] = kinds[ok];
@@ -572,7 +601,7 @@ const loaders = {
   providers: () => loadProviders(),
   provider: (arg) => loadProvider(arg),
   models: () => loadModels(),
-  receipts: () => loadReceipts(),
+  receipts: () => Promise.all([loadReceipts(), loadVerification()]),
   receipt: (arg) => loadReceipt(arg),
   governance: () => loadProposals(),
   playground: () => loadPlayground(),

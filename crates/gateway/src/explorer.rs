@@ -8,7 +8,8 @@
 //! Each ledger call is bounded by [`LEDGER_TIMEOUT`]. `/agora/network` and `/agora/providers`
 //! still answer 200 when the node is down, with `"ledger": {"status": "unreachable"}` and
 //! whatever the gateway last knew; the routes that are only ledger data (`/agora/models`,
-//! `/agora/proposals`) answer 503 with the error code `ledger_unreachable`.
+//! `/agora/proposals`, `/agora/verification`) answer 503 with the error code
+//! `ledger_unreachable`.
 //!
 //! # Live chain
 //! [`follow_chain`] subscribes to the node's block stream (`GET /events`) and keeps the last
@@ -486,6 +487,56 @@ pub(crate) async fn proposals(
         })
         .collect();
     Ok(Json(json!({"height": head.height, "proposals": list})))
+}
+
+/// Disputes `/agora/verification` lists, newest first.
+const LISTED_DISPUTES: usize = 50;
+
+/// `GET /agora/verification`: the verifiers on the ledger, the latest disputes with their
+/// committee votes and outcomes, and how many transcripts this gateway sent to verifiers.
+pub(crate) async fn verification(
+    State(gateway): State<Arc<Gateway>>,
+) -> Result<Json<Value>, ApiError> {
+    let (verifiers, disputes, head) = tokio::join!(
+        ledger(gateway.rpc.verifiers()),
+        ledger(gateway.rpc.disputes(false, None)),
+        ledger(gateway.rpc.head())
+    );
+    let (verifiers, mut disputes, head) = (verifiers?, disputes?, head?);
+    disputes.sort_by_key(|d| std::cmp::Reverse(d.opened_height));
+    disputes.truncate(LISTED_DISPUTES);
+    let (sent, refused) = gateway.verification.counts();
+    Ok(Json(json!({
+        "height": head.height,
+        "verify_rate": gateway.config.verify_rate,
+        "transcripts_sent": sent,
+        "transcripts_refused": refused,
+        "verifiers": verifiers.iter().map(|v| json!({
+            "account": v.account,
+            "endpoint": v.endpoint,
+            "stake": v.stake,
+            "status": v.status,
+            "registered_height": v.registered_height,
+        })).collect::<Vec<_>>(),
+        "disputes": disputes.iter().map(|d| json!({
+            "id": d.id,
+            "provider": d.provider,
+            "challenger": d.challenger,
+            "transcript": d.transcript,
+            "opened_height": d.opened_height,
+            "deadline_height": d.deadline_height,
+            "votes_fraud": d.committee.iter().filter(|m| m.vote == Some(true)).count(),
+            "votes_no_fraud": d.committee.iter().filter(|m| m.vote == Some(false)).count(),
+            "committee": d.committee.len(),
+            "status": match &d.outcome {
+                None => "open",
+                Some(o) if o.fraud => "fraud",
+                Some(_) => "dismissed",
+            },
+            "slashed": d.outcome.as_ref().map(|o| o.slashed.clone()),
+            "refunded": d.outcome.as_ref().map(|o| o.refunded.clone()),
+        })).collect::<Vec<_>>(),
+    })))
 }
 
 /// Query of `/agora/receipts` (a string, so that a bad `limit` gets the API's own 400).

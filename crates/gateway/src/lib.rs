@@ -175,6 +175,7 @@ impl Gateway {
             .route("/agora/providers/{account}", get(explorer::provider))
             .route("/agora/models", get(explorer::models))
             .route("/agora/proposals", get(explorer::proposals))
+            .route("/agora/verification", get(explorer::verification))
             .route("/agora/receipts", get(explorer::receipts))
             .route("/agora/receipts/{id}", get(explorer::receipt))
             .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
