@@ -367,9 +367,12 @@ pub fn dev(
             account: validator,
             stake: DEV_VALIDATOR_STAKE,
         }],
-        // Short epochs, so receipt roots reach the chain within seconds on a devnet.
+        // Short epochs, so receipt roots reach the chain within seconds on a devnet; disputes
+        // get 40 blocks (8 s at the busiest block rate, 40 s idle), so a committee on a loaded
+        // machine has time to fetch and re-check.
         params: Params {
             epoch_blocks: 20,
+            dispute_period_blocks: 40,
             ..Params::default()
         },
         models: vec![default_model()],

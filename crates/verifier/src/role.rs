@@ -8,8 +8,9 @@
 //!   publishes the transcripts it challenged with; `GET /v1/checks` lists recent verdicts.
 //! - **Checker**: one queue, one check at a time on the verifier's engine. A failed check is
 //!   stored as a blob and challenged with the ledger's `challenge_bond`.
-//! - **Ledger loop** (every `poll_interval`): votes on each open dispute whose committee names
-//!   this verifier, after fetching the transcript from the challenger and checking it itself;
+//! - **Dispute loop** (every `poll_interval`): votes on each open dispute whose committee names
+//!   this verifier, after fetching the transcript from the challenger and checking it itself.
+//! - **Quality loop** (every `poll_interval`, apart, so a slow provider never delays a vote):
 //!   probes providers; commits its scores past the middle of each epoch and reveals them in the
 //!   next.
 //!
@@ -55,6 +56,8 @@ use crate::{
 const TX_TIMEOUT: Duration = Duration::from_secs(30);
 /// Verdicts kept for `GET /v1/checks`.
 const RECENT_CHECKS: usize = 256;
+/// Receipt ids remembered as taken, so a transcript is checked once (the oldest are forgotten).
+const SEEN_RECEIPTS: usize = 100_000;
 /// Completion tokens of a paid probe request.
 const PROBE_TOKENS: u32 = 16;
 /// The prompt of a paid probe request.
@@ -172,6 +175,36 @@ struct Committed {
     salt: Hash,
 }
 
+/// The last [`SEEN_RECEIPTS`] receipt ids taken.
+#[derive(Default)]
+struct Seen {
+    ids: HashSet<Hash>,
+    order: VecDeque<Hash>,
+}
+
+impl Seen {
+    /// Remembers `id`; false when it was already remembered.
+    fn insert(&mut self, id: Hash) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > SEEN_RECEIPTS {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Forgets `id` (a transcript that could not be queued).
+    fn remove(&mut self, id: &Hash) {
+        if self.ids.remove(id) {
+            self.order.retain(|x| x != id);
+        }
+    }
+}
+
 /// The verifier's shared state.
 pub struct Verifier {
     config: Config,
@@ -183,8 +216,8 @@ pub struct Verifier {
     jobs: mpsc::Sender<Transcript>,
     jobs_rx: Mutex<Option<mpsc::Receiver<Transcript>>>,
     /// Receipt ids queued or checked, so a transcript is checked once.
-    seen: Mutex<HashSet<Hash>>,
-    /// Disputes this verifier voted on.
+    seen: Mutex<Seen>,
+    /// Open disputes this verifier voted on.
     voted: Mutex<HashSet<Hash>>,
     quality: Mutex<QualityBook>,
     committed: Mutex<BTreeMap<u64, Committed>>,
@@ -426,13 +459,13 @@ impl Verifier {
         Ok(())
     }
 
-    /// One pass of the ledger loop: disputes to vote on, probes, scores.
-    async fn tick(&self) {
+    /// Reads the head and the epoch length; the height, or `None` when the ledger is down.
+    async fn follow_head(&self) -> Option<u64> {
         let head = match self.rpc.head().await {
             Ok(head) => head,
             Err(err) => {
                 tracing::warn!(target: "agora::verifier", %err, "ledger unreachable");
-                return;
+                return None;
             }
         };
         self.height.store(head.height, Ordering::Relaxed);
@@ -440,16 +473,32 @@ impl Verifier {
             let blocks = u64::try_from(param(&params, "epoch_blocks")).unwrap_or(1);
             self.epoch_blocks.store(blocks.max(1), Ordering::Relaxed);
         }
+        Some(head.height)
+    }
+
+    /// One pass of the dispute loop: votes on each open dispute this verifier sits on. It runs
+    /// apart from probing, so a slow provider never holds a vote past its deadline.
+    async fn disputes_tick(&self) {
+        let Some(height) = self.follow_head().await else {
+            return;
+        };
         match self.rpc.disputes(true, None).await {
             Ok(disputes) => {
+                lock(&self.voted).retain(|id| disputes.iter().any(|d| d.id == id.to_hex()));
                 for dispute in &disputes {
-                    self.judge(dispute, head.height).await;
+                    self.judge(dispute, height).await;
                 }
             }
             Err(err) => tracing::warn!(target: "agora::verifier", %err, "cannot read disputes"),
         }
+    }
+
+    /// One pass of the quality loop: probes, then commits or reveals scores.
+    async fn quality_tick(&self) {
         self.probe().await;
-        self.scores(head.height).await;
+        if let Some(height) = self.follow_head().await {
+            self.scores(height).await;
+        }
     }
 
     /// Votes on `dispute` when this verifier sits on its committee and has not voted.
@@ -535,22 +584,18 @@ impl Verifier {
             if !response.status().is_success() {
                 return Err(format!("{url}: {}", response.status()));
             }
-            if response
-                .content_length()
-                .is_some_and(|n| n > MAX_TRANSCRIPT_BYTES as u64)
-            {
-                return Err(format!("{url}: larger than a transcript may be"));
-            }
-            let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+            let bytes = read_capped(response, MAX_TRANSCRIPT_BYTES)
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
             self.blobs
                 .import_reader(
-                    &mut bytes.as_ref(),
+                    &mut bytes.as_slice(),
                     Some(cid),
                     bytes.len() as u64,
                     &mut |_, _| {},
                 )
                 .map_err(|e| format!("{url}: {e}"))?;
-            bytes.to_vec()
+            bytes
         };
         let transcript = Transcript::from_bytes(&bytes).map_err(|e| e.to_string())?;
         if hex::encode(encode(&transcript.receipt)) != dispute.receipt {
@@ -896,22 +941,28 @@ pub async fn serve(
             }
         })
     });
-    let follower = {
-        let verifier = Arc::clone(&verifier);
+    let every_tick = |verifier: Arc<Verifier>, quality: bool| {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(verifier.config.poll_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                verifier.tick().await;
+                if quality {
+                    verifier.quality_tick().await;
+                } else {
+                    verifier.disputes_tick().await;
+                }
             }
         })
     };
+    let disputes = every_tick(Arc::clone(&verifier), false);
+    let quality = every_tick(Arc::clone(&verifier), true);
     tracing::info!(target: "agora::verifier", addr = ?listener.local_addr().ok(), model = %verifier.config.model_cid, "verifier serving");
     let served = axum::serve(listener, router(Arc::clone(&verifier)))
         .with_graceful_shutdown(shutdown)
         .await;
-    follower.abort();
+    disputes.abort();
+    quality.abort();
     if let Some(checker) = checker {
         checker.abort();
     }
@@ -986,6 +1037,23 @@ async fn stream_timing(
         },
         charge,
     })
+}
+
+/// A response body of at most `limit` bytes.
+async fn read_capped(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    use futures::StreamExt as _;
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err("larger than a transcript may be".into());
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+        if body.len() > limit {
+            return Err("larger than a transcript may be".into());
+        }
+    }
+    Ok(body)
 }
 
 /// One line about a check, for the vote's log.
