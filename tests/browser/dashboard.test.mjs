@@ -232,6 +232,10 @@ test("the dashboard shows the devnet, streams a paid answer with its receipt and
   await shoot(page, "models");
   await page.click('nav a[href="#/receipts"]');
   await page.waitForFunction((id) => document.querySelector("#receipts-body").textContent.includes(id.slice(0, 8)), receiptId);
+  // The devnet's three verifiers, as the ledger lists them, and the gateway's sampling.
+  await page.waitForFunction(() => document.querySelectorAll("#verifiers-body tr").length === 3 &&
+    document.querySelector("#verifiers-body").textContent.split("active").length === 4);
+  assert.match(await page.textContent("#verify-summary"), /transcripts sent to verifiers/);
   await shoot(page, "receipts");
 
   // Governance: a proposal submitted with the CLI appears.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use agora_types::{Amount, SignedTx, TxBody, Voucher};
 use serde_json::{json, Value};
 
-use crate::network::Network;
+use crate::network::{get_json, Network};
 
 const MODEL: &str = "SmolLM2-135M-Instruct";
 
@@ -618,13 +618,8 @@ async fn a_provider_killed_mid_stream_is_replaced_without_a_failed_request() {
     }
 }
 
-/// GET `url` as JSON.
-async fn get_json(http: &reqwest::Client, url: String) -> Value {
-    http.get(url).send().await.unwrap().json().await.unwrap()
-}
-
 /// How many providers the gateway routes the test model to.
-async fn serving(http: &reqwest::Client, gateway: &str) -> u64 {
+pub(crate) async fn serving(http: &reqwest::Client, gateway: &str) -> u64 {
     let models = get_json(http, format!("{gateway}/v1/models")).await;
     models["data"][0]["providers"].as_u64().unwrap_or(0)
 }

@@ -33,6 +33,11 @@ pub(crate) fn seed_model(data: &Path) {
         .expect("copy the model");
 }
 
+/// GET `url` as JSON.
+pub(crate) async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// The `agora` binary under test.
 pub(crate) fn agora() -> Command {
     Command::new(env!("CARGO_BIN_EXE_agora"))

@@ -17,7 +17,10 @@ use agora_types::{Amount, Transcript};
 use agora_verifier::{check_transcript, Thresholds};
 use serde_json::{json, Value};
 
-use crate::network::{default_model, Network};
+use crate::{
+    gateway::serving,
+    network::{default_model, get_json, Network},
+};
 
 /// The two tests here each run six providers on two cores: they take turns.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -89,14 +92,7 @@ fn job(i: usize, account: &str) -> Value {
 
 /// The transcript the gateway kept for receipt `id`.
 async fn transcript(http: &reqwest::Client, gateway: &str, id: &str) -> Transcript {
-    let stored: Value = http
-        .get(format!("{gateway}/v1/receipts/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored = get_json(http, format!("{gateway}/v1/receipts/{id}")).await;
     let receipt: ReceiptJson = serde_json::from_value(stored["receipt"].clone()).unwrap();
     let t = &stored["transcript"];
     Transcript {
@@ -271,14 +267,7 @@ async fn cheaters_are_challenged_voted_slashed_jailed_and_dropped_on_chain() {
     let checks = loop {
         let mut checks: BTreeMap<String, Value> = BTreeMap::new();
         for v in &network.verifiers {
-            let listed: Value = http
-                .get(format!("{}/v1/checks?limit=256", v.url))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let listed = get_json(&http, format!("{}/v1/checks?limit=256", v.url)).await;
             for check in listed["checks"].as_array().unwrap() {
                 checks.insert(check["receipt"].as_str().unwrap().to_owned(), check.clone());
             }
@@ -447,20 +436,13 @@ async fn cheaters_are_challenged_voted_slashed_jailed_and_dropped_on_chain() {
     // The gateway drops the jailed providers: only the honest one is listed and routed to.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let models: Value = http
-            .get(format!("{}/v1/models", network.gateway_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if models["data"][0]["providers"] == 1 {
+        let serving = serving(&http, &network.gateway_url).await;
+        if serving == 1 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the gateway still lists jailed providers: {models}"
+            "the gateway still lists {serving} providers"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -434,6 +434,22 @@ impl Engine {
         Ok(receiver)
     }
 
+    /// Runs a generation to its end and returns its token ids (for callers that do not
+    /// stream: benchmarks, calibration, tests).
+    pub async fn generate_tokens(&self, request: GenerateRequest) -> Result<Vec<u32>, Error> {
+        use futures::StreamExt as _;
+        let mut generation = self.generate(request)?;
+        let mut tokens = Vec::new();
+        while let Some(event) = generation.next().await {
+            match event {
+                Event::Token { id, .. } => tokens.push(id),
+                Event::Done(_) => return Ok(tokens),
+                Event::Failed(reason) => return Err(Error::Decode(reason)),
+            }
+        }
+        Err(Error::Stopped)
+    }
+
     /// Scores `output` after `prompt` in one prefill pass; see [`PositionScore`].
     pub async fn score(
         &self,

@@ -389,7 +389,7 @@ async function loadVerification() {
       h("td", {}, badge(d.status, outcome[d.status] || "warn")),
       h("td", { class: "num" }, d.slashed === null ? "—" : agr(d.slashed)),
       h("td", { class: "num" }, d.refunded === null ? "—" : agr(d.refunded)),
-    )) : [emptyRow(8, "No disputes: every answer the verifiers checked passed.")]);
+    )) : [emptyRow(8, "No disputes: no verifier has challenged an answer.")]);
   const status = { active: "ok", inactive: "warn", jailed: "bad" };
   fill($("verifiers-body"), v.verifiers.length ? v.verifiers.map((x) =>
     h("tr", {},

@@ -338,16 +338,10 @@ impl Wallet {
     }
 
     async fn submit(&self, body: TxBody) -> Result<(), Error> {
-        let status = self
-            .rpc
-            .sign_and_submit(&self.keypair, body, None, TX_TIMEOUT)
+        self.rpc
+            .execute(&self.keypair, body, TX_TIMEOUT)
             .await
             .map_err(|e| Error::Ledger(e.to_string()))?;
-        match status.success {
-            Some(false) => Err(Error::Ledger(
-                status.error.unwrap_or_else(|| "transaction failed".into()),
-            )),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 }

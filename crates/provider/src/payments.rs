@@ -361,15 +361,11 @@ impl Payments {
     /// Signs, submits and waits for one transaction; a failed body is an error.
     async fn submit(&self, body: TxBody) -> Result<(), String> {
         let _guard = self.tx_lock.lock().await;
-        let status = self
-            .rpc
-            .sign_and_submit(&self.config.keypair, body, None, TX_TIMEOUT)
+        self.rpc
+            .execute(&self.config.keypair, body, TX_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?;
-        match status.success {
-            Some(false) => Err(status.error.unwrap_or_else(|| "failed".into())),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
     /// Checks `header` (hex borsh voucher) and reserves `quote` on its channel.

@@ -26,6 +26,9 @@ pub enum Error {
     /// A transaction was not committed in time.
     #[error("transaction {0} not committed within {1:?}")]
     Timeout(String, Duration),
+    /// A transaction was committed with an error: it changed nothing but its fee.
+    #[error("transaction failed: {0}")]
+    Failed(String),
 }
 
 impl Error {
@@ -133,6 +136,23 @@ impl Client {
         let tx = SignedTx::sign(keypair, &chain_id, account.nonce, fee, body);
         let hash = self.submit_tx(&tx).await?;
         self.wait_for_tx(&hash, timeout).await
+    }
+
+    /// [`Client::sign_and_submit`] at the minimum fee, where a transaction committed with an
+    /// error is [`Error::Failed`].
+    pub async fn execute(
+        &self,
+        keypair: &agora_types::Keypair,
+        body: agora_types::TxBody,
+        timeout: Duration,
+    ) -> Result<wire::TxStatus, Error> {
+        let status = self.sign_and_submit(keypair, body, None, timeout).await?;
+        match status.success {
+            Some(false) => Err(Error::Failed(
+                status.error.unwrap_or_else(|| "no reason given".into()),
+            )),
+            _ => Ok(status),
+        }
     }
 
     /// A transaction's status.

@@ -11,9 +11,9 @@
 //! and the largest margin seen for each test is printed next to the default threshold. A
 //! default below the largest honest margin would flag honest providers.
 
-use agora_engine::{ChatMessage, Engine, EngineConfig, Event, GenerateRequest, SamplingParams};
+use agora_engine::{ChatMessage, Engine, EngineConfig, GenerateRequest, SamplingParams};
 use agora_verifier::{check, Margins, Thresholds};
-use futures::{executor::block_on, future::join_all, StreamExt};
+use futures::{executor::block_on, future::join_all};
 
 const PROMPTS: [&str; 12] = [
     "Explain photosynthesis in two sentences.",
@@ -67,8 +67,8 @@ fn rule(job: usize) -> SamplingParams {
 }
 
 async fn generate(engine: &Engine, prompt: Vec<u32>, sampling: SamplingParams) -> Vec<u32> {
-    let mut generation = engine
-        .generate(GenerateRequest {
+    engine
+        .generate_tokens(GenerateRequest {
             prompt,
             sampling,
             max_tokens: Some(MAX_TOKENS),
@@ -76,16 +76,8 @@ async fn generate(engine: &Engine, prompt: Vec<u32>, sampling: SamplingParams) -
             logprobs: None,
             continuation: Default::default(),
         })
-        .expect("queue the job");
-    let mut output = Vec::new();
-    while let Some(event) = generation.next().await {
-        match event {
-            Event::Token { id, .. } => output.push(id),
-            Event::Done(_) => break,
-            Event::Failed(reason) => panic!("generation failed: {reason}"),
-        }
-    }
-    output
+        .await
+        .expect("generate")
 }
 
 /// The largest margins and |z| seen, and how many jobs the default thresholds would flag.

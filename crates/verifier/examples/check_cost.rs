@@ -11,32 +11,20 @@
 
 use std::time::Instant;
 
-use agora_engine::{ChatMessage, Engine, EngineConfig, Event, GenerateRequest, SamplingParams};
+use agora_engine::{ChatMessage, Engine, EngineConfig, GenerateRequest, SamplingParams};
 use agora_verifier::{check, Thresholds};
-use futures::{executor::block_on, StreamExt};
+use futures::executor::block_on;
 
 fn generate(engine: &Engine, prompt: &[u32], sampling: SamplingParams, tokens: u32) -> Vec<u32> {
-    let mut generation = engine
-        .generate(GenerateRequest {
-            prompt: prompt.to_vec(),
-            sampling,
-            max_tokens: Some(tokens),
-            stop: Vec::new(),
-            logprobs: None,
-            continuation: Default::default(),
-        })
-        .expect("queue the job");
-    let mut output = Vec::new();
-    block_on(async {
-        while let Some(event) = generation.next().await {
-            match event {
-                Event::Token { id, .. } => output.push(id),
-                Event::Done(_) => break,
-                Event::Failed(reason) => panic!("generation failed: {reason}"),
-            }
-        }
-    });
-    output
+    block_on(engine.generate_tokens(GenerateRequest {
+        prompt: prompt.to_vec(),
+        sampling,
+        max_tokens: Some(tokens),
+        stop: Vec::new(),
+        logprobs: None,
+        continuation: Default::default(),
+    }))
+    .expect("generate")
 }
 
 fn main() {

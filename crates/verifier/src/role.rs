@@ -329,15 +329,11 @@ impl Verifier {
     /// Signs, submits and waits for one transaction; a failed body is an error.
     async fn submit(&self, body: TxBody) -> Result<(), String> {
         let _guard = self.tx_lock.lock().await;
-        let status = self
-            .rpc
-            .sign_and_submit(&self.config.keypair, body, None, TX_TIMEOUT)
+        self.rpc
+            .execute(&self.config.keypair, body, TX_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?;
-        match status.success {
-            Some(false) => Err(status.error.unwrap_or_else(|| "failed".into())),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
     fn epoch(&self) -> u64 {
@@ -738,58 +734,28 @@ impl Verifier {
 
     fn metrics(&self) -> String {
         let c = &self.counters;
-        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let counters: [(&str, &str, &AtomicU64); 9] = [
+            ("transcripts_received", "Transcripts posted by gateways.", &c.received),
+            (
+                "transcripts_rejected",
+                "Transcripts refused (malformed, not standing for their receipt, other model, busy).",
+                &c.rejected,
+            ),
+            ("checks_passed", "Checks passed.", &c.passed),
+            ("checks_failed", "Checks failed.", &c.failed),
+            ("check_errors", "Transcripts that could not be checked.", &c.errors),
+            ("challenges", "Challenges submitted.", &c.challenges),
+            ("votes", "Committee votes cast.", &c.votes),
+            ("score_commits", "Score commitments.", &c.score_commits),
+            ("score_reveals", "Score reveals.", &c.score_reveals),
+        ];
         let mut out = String::new();
-        let mut line = |name: &str, help: &str, value: u64| {
+        for (name, help, value) in counters {
             out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+                "# HELP agora_verifier_{name}_total {help}\n# TYPE agora_verifier_{name}_total counter\nagora_verifier_{name}_total {}\n",
+                value.load(Ordering::Relaxed)
             ));
-        };
-        line(
-            "agora_verifier_transcripts_received_total",
-            "Transcripts posted by gateways.",
-            get(&c.received),
-        );
-        line(
-            "agora_verifier_transcripts_rejected_total",
-            "Transcripts refused (malformed, not standing for their receipt, other model, busy).",
-            get(&c.rejected),
-        );
-        line(
-            "agora_verifier_checks_passed_total",
-            "Checks passed.",
-            get(&c.passed),
-        );
-        line(
-            "agora_verifier_checks_failed_total",
-            "Checks failed.",
-            get(&c.failed),
-        );
-        line(
-            "agora_verifier_check_errors_total",
-            "Transcripts that could not be checked.",
-            get(&c.errors),
-        );
-        line(
-            "agora_verifier_challenges_total",
-            "Challenges submitted.",
-            get(&c.challenges),
-        );
-        line(
-            "agora_verifier_votes_total",
-            "Committee votes cast.",
-            get(&c.votes),
-        );
-        line(
-            "agora_verifier_score_commits_total",
-            "Score commitments.",
-            get(&c.score_commits),
-        );
-        line(
-            "agora_verifier_score_reveals_total",
-            "Score reveals.",
-            get(&c.score_reveals),
-        );
+        }
         out
     }
 }

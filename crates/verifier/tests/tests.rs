@@ -1,8 +1,8 @@
 //! The check against the default model: honest answers pass, altered ones are caught.
 
-use agora_engine::{ChatMessage, Engine, EngineConfig, Event, GenerateRequest, SamplingParams};
+use agora_engine::{ChatMessage, Engine, EngineConfig, GenerateRequest, SamplingParams};
 use agora_verifier::{check, Finding, Thresholds};
-use futures::{executor::block_on, StreamExt};
+use futures::executor::block_on;
 
 fn engine() -> Engine {
     let path = agora_store::default_model::ensure_shared(&mut |_, _| {}).expect("default model");
@@ -18,26 +18,15 @@ fn answer(engine: &Engine, text: &str, sampling: SamplingParams) -> (Vec<u32>, V
     let prompt = engine
         .tokenize_chat(&[ChatMessage::new("user", text)])
         .unwrap();
-    let mut generation = engine
-        .generate(GenerateRequest {
-            prompt: prompt.clone(),
-            sampling,
-            max_tokens: Some(32),
-            stop: Vec::new(),
-            logprobs: None,
-            continuation: Default::default(),
-        })
-        .unwrap();
-    let mut output = Vec::new();
-    block_on(async {
-        while let Some(event) = generation.next().await {
-            match event {
-                Event::Token { id, .. } => output.push(id),
-                Event::Done(_) => break,
-                Event::Failed(reason) => panic!("{reason}"),
-            }
-        }
-    });
+    let output = block_on(engine.generate_tokens(GenerateRequest {
+        prompt: prompt.clone(),
+        sampling,
+        max_tokens: Some(32),
+        stop: Vec::new(),
+        logprobs: None,
+        continuation: Default::default(),
+    }))
+    .unwrap();
     (prompt, output)
 }
 

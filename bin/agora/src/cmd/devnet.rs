@@ -237,20 +237,17 @@ async fn fund(
     if held >= VERIFIER_FUNDS {
         return Ok(());
     }
-    let status = client
-        .sign_and_submit(
+    client
+        .execute(
             funder,
             agora_types::TxBody::Transfer {
                 to: *account,
                 amount: VERIFIER_FUNDS - held,
             },
-            None,
             Duration::from_secs(30),
         )
-        .await?;
-    if status.success == Some(false) {
-        anyhow::bail!("funding verifier {account}: {:?}", status.error);
-    }
+        .await
+        .map_err(|err| anyhow::anyhow!("funding verifier {account}: {err}"))?;
     Ok(())
 }
 
