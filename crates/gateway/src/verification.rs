@@ -84,12 +84,12 @@ impl Sampler {
     }
 }
 
-/// Sends `stored`'s transcript to a verifier when the sampler draws it.
+/// Sends `stored`'s transcript to a verifier when the sampler draws it. Only the draw happens
+/// on the request path; the transcript is built and sent by a task of its own.
 pub(crate) fn offer(gateway: &Arc<Gateway>, stored: &StoredReceipt) {
-    let Ok(signed) = stored.receipt.to_verified() else {
+    let Ok(provider) = stored.receipt.provider.parse::<AccountId>() else {
         return;
     };
-    let provider = signed.receipt.provider;
     let sampler = &gateway.verification;
     let p = sampler.probability(&provider, gateway.directory.is_flagged(&provider));
     if p <= 0.0 || !rand::thread_rng().gen_bool(p) {
@@ -105,38 +105,46 @@ pub(crate) fn offer(gateway: &Arc<Gateway>, stored: &StoredReceipt) {
         return;
     };
     sampler.note_sent(&provider);
-    let bytes = Transcript {
-        receipt: signed,
-        request: stored.request.as_bytes().to_vec(),
-        output_tokens: stored.output_tokens.clone(),
-        output_text: stored.output_text.clone(),
-    }
-    .to_bytes();
-    let gateway = Arc::clone(gateway);
+    let (gateway, stored) = (Arc::clone(gateway), stored.clone());
     tokio::spawn(async move {
-        let url = format!("{}/v1/transcripts", target.endpoint);
-        let sent = gateway
-            .http
-            .post(&url)
-            .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
-            .body(bytes)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await;
-        let failure = match sent {
-            Ok(res) if res.status().is_success() => None,
-            Ok(res) => Some(format!(
-                "{} {}",
-                res.status(),
-                res.text().await.unwrap_or_default()
-            )),
-            Err(err) => Some(err.to_string()),
+        let failure = match stored.receipt.to_verified() {
+            Ok(signed) => {
+                let bytes = Transcript {
+                    receipt: signed,
+                    request: stored.request.into_bytes(),
+                    output_tokens: stored.output_tokens,
+                    output_text: stored.output_text,
+                }
+                .to_bytes();
+                send(&gateway.http, &target.endpoint, bytes).await.err()
+            }
+            Err(err) => Some(format!("the receipt does not verify: {err}")),
         };
         if let Some(reason) = failure {
             gateway.verification.failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(target: "agora::gateway", verifier = %target.account, %reason, "verifier did not take a transcript");
         }
     });
+}
+
+/// `POST {endpoint}/v1/transcripts` with a transcript's canonical bytes.
+async fn send(http: &reqwest::Client, endpoint: &str, bytes: Vec<u8>) -> Result<(), String> {
+    let res = http
+        .post(format!("{endpoint}/v1/transcripts"))
+        .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
+        .body(bytes)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if res.status().is_success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} {}",
+        res.status(),
+        res.text().await.unwrap_or_default()
+    ))
 }
 
 #[cfg(test)]

@@ -438,7 +438,7 @@ impl Verifier {
             .blobs
             .import_reader(
                 &mut bytes.as_slice(),
-                Some(Cid::of(&bytes)),
+                None,
                 bytes.len() as u64,
                 &mut |_, _| {},
             )
