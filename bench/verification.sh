@@ -6,7 +6,8 @@
 #      $HONEST_JOBS jobs through a real gateway, every transcript checked (the integration
 #      test at bench size);
 #   3. the calibration over $CALIBRATION_JOBS honest jobs (worst margin per test).
-# Needs a release build: `cargo test --release --workspace --no-run` (scripts/test does it).
+# Needs a release build: `cargo test --release --workspace --no-run` (scripts/test does it); the
+# detection table runs through the same `--workspace` invocation, so llama.cpp is not rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -19,7 +20,7 @@ echo "== check cost vs generation"
 
 echo "== detection table ($CHEAT_JOBS jobs per cheat, $HONEST_JOBS honest)"
 AGORA_DETECTION_JOBS="$CHEAT_JOBS" AGORA_DETECTION_HONEST_JOBS="$HONEST_JOBS" \
-    cargo test --release --locked -p agora --test tests -- --nocapture --exact \
+    cargo test --release --locked --workspace --test tests -- --nocapture --exact \
     verification::every_cheater_is_caught_and_no_honest_answer_is_flagged 2>&1 |
     grep -E '^(provider|honest|canned|truncated|forged|requantized|another) |test result'
 
