@@ -498,6 +498,27 @@ async fn cheaters_are_challenged_voted_slashed_jailed_and_dropped_on_chain() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert!(honest_score.is_some_and(|ppm| ppm > 0), "{honest_score:?}");
+
+    // The explorer shows the same: disputes and verdicts per provider, and the scores.
+    let listed = get_json(&http, format!("{}/agora/verification", network.gateway_url)).await;
+    let disputes = listed["disputes"].as_array().unwrap();
+    assert_eq!(disputes.len(), behaviours.len() - 1, "{listed}");
+    assert!(disputes
+        .iter()
+        .all(|d| d["status"] == "fraud" && d["votes_fraud"] == 2));
+    assert_eq!(listed["verifiers"].as_array().unwrap().len(), 3);
+    let providers = get_json(&http, format!("{}/agora/providers", network.gateway_url)).await;
+    for p in providers["providers"].as_array().unwrap() {
+        let honest = p["account"] == network.providers[0].account.as_str();
+        assert_eq!(p["checks"]["disputes_fraud"], u64::from(!honest), "{p}");
+        assert!(
+            p["checks"]["transcripts_sent"].as_u64().unwrap() >= 1,
+            "{p}"
+        );
+        if honest {
+            assert!(p["quality"]["score_ppm"].as_u64().unwrap() > 0, "{p}");
+        }
+    }
     eprintln!(
         "challengers: {:?}; refunded {refunded_total}",
         by_challenger.keys().collect::<Vec<_>>()

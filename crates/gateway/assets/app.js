@@ -103,6 +103,19 @@ function badge(text, kind) {
   return h("span", { class: `badge ${kind}` }, text);
 }
 
+function qualityCell(quality) {
+  return quality ? `${(quality.score_ppm / 10000).toFixed(1)}%` : "not scored yet";
+}
+
+function checksCell(checks) {
+  if (!checks) return "—";
+  const disputes = checks.disputes_open + checks.disputes_fraud + checks.disputes_dismissed;
+  const parts = [`${num(checks.transcripts_sent)} sent to verifiers`];
+  if (disputes) parts.push(`${checks.disputes_fraud} fraud, ${checks.disputes_dismissed} dismissed, ${checks.disputes_open} open`);
+  else parts.push("no dispute");
+  return parts.join("; ");
+}
+
 function providerLink(account) {
   return h("a", { href: `#/providers/${account}`, title: account, class: "mono" }, short(account));
 }
@@ -285,11 +298,11 @@ async function loadProviders() {
       h("td", {}, modelNames(p)),
       h("td", { class: "num" }, `${price(p.price_in)} / ${price(p.price_out)}`),
       h("td", { class: "num" }, p.stake === null ? "—" : agr(p.stake)),
-      h("td", { title: "No quality scores on the ledger yet" }, "n.a."),
+      h("td", { class: "num" }, qualityCell(p.quality)),
       h("td", {}, healthCell(p)),
       h("td", {}, p.cooldown_ms ? `${(p.cooldown_ms / 1000).toFixed(1)} s` : "none"),
       h("td", { class: "num" }, num(p.served.tokens)),
-      h("td", { title: "No verifier runs yet" }, "none yet"),
+      h("td", {}, checksCell(p.checks)),
       h("td", {}, p.jailed === null ? "—" : p.jailed ? badge("jailed", "bad") : "no"),
     )) : [emptyRow(11, "No providers are registered.")]);
 }
@@ -317,8 +330,8 @@ async function loadProvider(account) {
     ["Time to first token", p.ttft_ms ? `${p.ttft_ms.toFixed(0)} ms` : "—"],
     ["Decode speed", p.tokens_per_s ? `${p.tokens_per_s.toFixed(1)} tokens/s` : "—"],
     ["Served here", `${num(p.served.requests)} requests, ${num(p.served.tokens)} tokens, ${agr(p.served.charge)}`],
-    ["Quality score", "n.a. (not on the ledger yet)"],
-    ["Checks passed / failed", "none yet (no verifier runs)"],
+    ["Quality score", p.quality ? `${qualityCell(p.quality)} (epoch ${num(p.quality.epoch)}, ${num(p.quality.tokens)} tokens, reward ${agr(p.quality.reward)})` : qualityCell(null)],
+    ["Checks", checksCell(p.checks)],
   ];
   fill($("provider-fields"), rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
   fill($("provider-receipts"), p.receipts.length ? p.receipts.map((r) =>
@@ -344,7 +357,7 @@ async function loadModels() {
       h("td", {}, m.providers.length ? m.providers.map((p, i) => [i ? ", " : "", providerLink(p.account)]) : "none"),
       h("td", { class: "num" }, m.lowest_price ? `${price(m.lowest_price.price_in)} / ${price(m.lowest_price.price_out)}` : "—"),
       h("td", { class: "num" }, `${num(m.demand.requests)} req, ${num(m.demand.tokens)} tok`),
-      h("td", { title: "No quality scores on the ledger yet" }, "n.a."),
+      h("td", { title: "No per-model quality figures yet" }, "n.a."),
     )) : [emptyRow(7, "Governance has no models.")]);
 }
 

@@ -295,10 +295,14 @@ pub(crate) async fn provider(
 }
 
 async fn provider_list(gateway: &Gateway) -> (Vec<Value>, Option<ApiError>) {
-    let (providers, models) = tokio::join!(
+    let (providers, models, disputes, rewards) = tokio::join!(
         ledger(gateway.rpc.providers()),
-        ledger(gateway.rpc.models())
+        ledger(gateway.rpc.models()),
+        ledger(gateway.rpc.disputes(false, None)),
+        latest_rewards(gateway)
     );
+    let disputes = disputes.unwrap_or_default();
+    let rewards = rewards.ok().flatten();
     let names: BTreeMap<String, String> = match &models {
         Ok(models) => models
             .iter()
@@ -339,12 +343,37 @@ async fn provider_list(gateway: &Gateway) -> (Vec<Value>, Option<ApiError>) {
         value["price_in"] = cheapest.map_or(Value::Null, |o| o["price_in"].clone());
         value["price_out"] = cheapest.map_or(Value::Null, |o| o["price_out"].clone());
         value["served"] = usage_json(&served.get(&account).cloned().unwrap_or_default());
-        value["account"] = account.into();
         value["endpoint"] = endpoint.into();
         value["models"] = offers.into();
-        // Quality scores and verification checks are not on the ledger yet: say so.
-        value["quality"] = Value::Null;
-        value["checks"] = Value::Null;
+        value["quality"] = rewards.as_ref().map_or(Value::Null, |r| {
+            r.providers
+                .iter()
+                .find(|p| p.provider == account)
+                .map_or(Value::Null, |p| {
+                    json!({
+                        "epoch": r.epoch,
+                        "score_ppm": p.consensus_ppm,
+                        "tokens": p.tokens,
+                        "reward": p.reward,
+                    })
+                })
+        });
+        let against: Vec<_> = disputes.iter().filter(|d| d.provider == account).collect();
+        let settled = |fraud: bool| {
+            against
+                .iter()
+                .filter(|d| d.outcome.as_ref().is_some_and(|o| o.fraud == fraud))
+                .count()
+        };
+        value["checks"] = json!({
+            "transcripts_sent": account
+                .parse::<AccountId>()
+                .map_or(0, |id| gateway.verification.sent_for(&id)),
+            "disputes_open": against.iter().filter(|d| d.outcome.is_none()).count(),
+            "disputes_fraud": settled(true),
+            "disputes_dismissed": settled(false),
+        });
+        value["account"] = account.into();
         if let (Value::Object(map), Value::Object(extra)) = (&mut value, ledger) {
             map.extend(extra);
         }
@@ -487,6 +516,24 @@ pub(crate) async fn proposals(
         })
         .collect();
     Ok(Json(json!({"height": head.height, "proposals": list})))
+}
+
+/// The scores of the last epoch the ledger combined (epoch `e` is settled at the end of
+/// `e + 1`), if any.
+async fn latest_rewards(gateway: &Gateway) -> Result<Option<wire::EpochRewards>, ApiError> {
+    let (head, params) = tokio::join!(ledger(gateway.rpc.head()), ledger(gateway.rpc.params()));
+    let (head, params) = (head?, params?);
+    let blocks: u64 = params
+        .get("epoch_blocks")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let current = head.height / blocks.max(1);
+    for epoch in (current.saturating_sub(3)..current).rev() {
+        if let Some(rewards) = ledger(gateway.rpc.epoch_rewards(epoch)).await? {
+            return Ok(Some(rewards));
+        }
+    }
+    Ok(None)
 }
 
 /// Disputes `/agora/verification` lists, newest first.

@@ -59,8 +59,12 @@ impl Sampler {
         if flagged {
             return 1.0;
         }
-        let sent = self.lock().get(provider).copied().unwrap_or(0);
-        (1.0 / (sent as f64 + 2.0)).max(self.rate)
+        (1.0 / (self.sent_for(provider) as f64 + 2.0)).max(self.rate)
+    }
+
+    /// Transcripts of `provider` sent so far.
+    pub fn sent_for(&self, provider: &AccountId) -> u64 {
+        self.lock().get(provider).copied().unwrap_or(0)
     }
 
     /// Counts one transcript of `provider` sent.
