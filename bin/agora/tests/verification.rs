@@ -90,6 +90,24 @@ fn job(i: usize, account: &str) -> Value {
     body
 }
 
+/// Job `i` answered by `account` through the gateway (200 asserted): the response body.
+async fn answer(
+    network: &Network,
+    http: &reqwest::Client,
+    i: usize,
+    account: &str,
+    label: &str,
+) -> Value {
+    let res = network
+        .chat(http, job(i, account))
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{label}");
+    res.json().await.unwrap()
+}
+
 /// The transcript the gateway kept for receipt `id`.
 async fn transcript(http: &reqwest::Client, gateway: &str, id: &str) -> Transcript {
     let stored = get_json(http, format!("{gateway}/v1/receipts/{id}")).await;
@@ -141,14 +159,7 @@ async fn every_cheater_is_caught_and_no_honest_answer_is_flagged() {
             cheat_jobs
         };
         for i in 0..jobs {
-            let res = network
-                .chat(&http, job(i, &provider.account))
-                .timeout(Duration::from_secs(120))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200, "{label}");
-            let body: Value = res.json().await.unwrap();
+            let body = answer(&network, &http, i, &provider.account, label).await;
             let id = body["agora"]["receipt"]["id"].as_str().unwrap().to_owned();
             let transcript = transcript(&http, &network.gateway_url, &id).await;
             let check = check_transcript(&engine, cid, &transcript, &thresholds)
@@ -245,14 +256,7 @@ async fn cheaters_are_challenged_voted_slashed_jailed_and_dropped_on_chain() {
             &[0]
         };
         for &i in jobs {
-            let res = network
-                .chat(&http, job(i, &network.providers[index].account))
-                .timeout(Duration::from_secs(120))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200, "{label}");
-            let body: Value = res.json().await.unwrap();
+            let body = answer(&network, &http, i, &network.providers[index].account, label).await;
             let receipt = &body["agora"]["receipt"];
             receipts.push((
                 index,
