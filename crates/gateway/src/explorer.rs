@@ -523,10 +523,7 @@ pub(crate) async fn proposals(
 async fn latest_rewards(gateway: &Gateway) -> Result<Option<wire::EpochRewards>, ApiError> {
     let (head, params) = tokio::join!(ledger(gateway.rpc.head()), ledger(gateway.rpc.params()));
     let (head, params) = (head?, params?);
-    let blocks: u64 = params
-        .get("epoch_blocks")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let blocks: u64 = wire::param(&params, "epoch_blocks").unwrap_or(1);
     let current = head.height / blocks.max(1);
     for epoch in (current.saturating_sub(3)..current).rev() {
         if let Some(rewards) = ledger(gateway.rpc.epoch_rewards(epoch)).await? {

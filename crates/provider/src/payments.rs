@@ -192,9 +192,7 @@ impl Payments {
         let head = rpc.head().await.map_err(|e| format!("ledger node: {e}"))?;
         let chain_id = ChainId::new(&head.chain_id).map_err(|e| e.to_string())?;
         let params = rpc.params().await.map_err(|e| e.to_string())?;
-        let epoch_blocks = params
-            .get("epoch_blocks")
-            .and_then(|v| v.parse().ok())
+        let epoch_blocks = agora_rpc::wire::param(&params, "epoch_blocks")
             .unwrap_or(100u64)
             .max(1);
         let (journal, replay) = match &config.journal_dir {
@@ -302,10 +300,7 @@ impl Payments {
             return Ok(());
         }
         let params = self.rpc.params().await.map_err(|e| e.to_string())?;
-        let min_stake: Amount = params
-            .get("min_stake")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let min_stake: Amount = agora_rpc::wire::param(&params, "min_stake").unwrap_or(0);
         let account = self
             .rpc
             .account(&self.account)

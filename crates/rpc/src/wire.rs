@@ -384,6 +384,11 @@ pub struct Validator {
 /// Result of `params`: every parameter by name, values as decimal strings.
 pub type Params = BTreeMap<String, String>;
 
+/// The parameter `name` of `params` parsed as `T`; `None` when absent or malformed.
+pub fn param<T: std::str::FromStr>(params: &Params, name: &str) -> Option<T> {
+    params.get(name)?.parse().ok()
+}
+
 /// What a `proof` is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -289,7 +289,7 @@ impl Verifier {
     async fn register(&self) -> Result<(), RoleError> {
         let ledger = |e: agora_rpc::Error| RoleError::Ledger(e.to_string());
         let params = self.rpc.params().await.map_err(ledger)?;
-        let min_stake = param(&params, "min_stake");
+        let min_stake: Amount = wire::param(&params, "min_stake").unwrap_or(0);
         let bonded: Amount = self
             .rpc
             .account(&self.account)
@@ -447,7 +447,7 @@ impl Verifier {
         self.submit(TxBody::Challenge {
             receipt: transcript.receipt.clone(),
             transcript: cid,
-            bond: param(&params, "challenge_bond"),
+            bond: wire::param(&params, "challenge_bond").unwrap_or(0),
         })
         .await?;
         self.counters.challenges.fetch_add(1, Ordering::Relaxed);
@@ -455,7 +455,8 @@ impl Verifier {
         Ok(())
     }
 
-    /// Reads the head and the epoch length; the height, or `None` when the ledger is down.
+    /// Reads the head and the epoch length (shared with the quality loop); the height, or
+    /// `None` when the ledger is down.
     async fn follow_head(&self) -> Option<u64> {
         let head = match self.rpc.head().await {
             Ok(head) => head,
@@ -466,7 +467,7 @@ impl Verifier {
         };
         self.height.store(head.height, Ordering::Relaxed);
         if let Ok(params) = self.rpc.params().await {
-            let blocks = u64::try_from(param(&params, "epoch_blocks")).unwrap_or(1);
+            let blocks: u64 = wire::param(&params, "epoch_blocks").unwrap_or(1);
             self.epoch_blocks.store(blocks.max(1), Ordering::Relaxed);
         }
         Some(head.height)
@@ -489,12 +490,11 @@ impl Verifier {
         }
     }
 
-    /// One pass of the quality loop: probes, then commits or reveals scores.
+    /// One pass of the quality loop: probes, then commits or reveals scores at the height the
+    /// dispute loop last read.
     async fn quality_tick(&self) {
         self.probe().await;
-        if let Some(height) = self.follow_head().await {
-            self.scores(height).await;
-        }
+        self.scores(self.height.load(Ordering::Relaxed)).await;
     }
 
     /// Votes on `dispute` when this verifier sits on its committee and has not voted.
@@ -1029,10 +1029,6 @@ fn describe(check: &TranscriptCheck) -> String {
     } else {
         "the answer passes the check".into()
     }
-}
-
-fn param(params: &wire::Params, name: &str) -> Amount {
-    params.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
