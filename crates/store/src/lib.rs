@@ -12,6 +12,9 @@
 //! blocking thread.
 
 pub mod default_model;
+pub mod fetch;
+pub mod serve;
+pub mod tree;
 
 use std::{
     fs::{self, File},
@@ -23,6 +26,11 @@ use agora_types::Cid;
 
 /// Bytes copied per read while importing or verifying.
 const CHUNK: usize = 1 << 20;
+
+/// Name prefix of a download in progress (`.partial-<cid>`), kept across restarts to resume.
+const PARTIAL_PREFIX: &str = ".partial-";
+/// Name suffix of a download's tree (`.partial-<cid>.tree`).
+const PARTIAL_TREE_SUFFIX: &str = ".tree";
 
 /// What can go wrong in the blob store.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +170,105 @@ impl BlobStore {
             });
         }
         Ok(())
+    }
+
+    /// The verified-streaming tree of a present blob, rehashing it; a blob whose bytes no
+    /// longer match its CID is removed and reported as [`Error::Mismatch`].
+    pub fn tree(&self, cid: &Cid) -> Result<tree::Tree, Error> {
+        let path = self.path(cid);
+        let mut file = std::io::BufReader::with_capacity(CHUNK, self.open_blob(cid)?);
+        let len = file
+            .get_ref()
+            .metadata()
+            .map_err(|source| io_error(&path, source))?
+            .len();
+        let tree = tree::Tree::compute(&mut file, len).map_err(|source| io_error(&path, source))?;
+        let actual = Cid::from_hash(tree.root());
+        if actual != *cid {
+            tracing::warn!(target: "agora::store", %cid, %actual, "blob corrupted on disk; removed");
+            let _ = fs::remove_file(&path);
+            return Err(Error::Mismatch {
+                expected: *cid,
+                actual,
+            });
+        }
+        Ok(tree)
+    }
+
+    /// The CIDs of the blobs present, in order.
+    pub fn list(&self) -> Result<Vec<Cid>, Error> {
+        let entries = fs::read_dir(&self.root).map_err(|source| io_error(&self.root, source))?;
+        let mut cids: Vec<Cid> = entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect();
+        cids.sort();
+        Ok(cids)
+    }
+
+    /// Removes a blob (and any partial download of it); removing an absent blob is not an
+    /// error.
+    pub fn remove(&self, cid: &Cid) -> Result<(), Error> {
+        for path in [
+            self.path(cid),
+            self.partial_path(cid),
+            self.partial_tree_path(cid),
+        ] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(io_error(&path, source)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every blob and partial download whose CID is not in `keep` (the active models
+    /// and pinned transcripts); returns what it removed.
+    pub fn gc(&self, keep: &std::collections::BTreeSet<Cid>) -> Result<Vec<Cid>, Error> {
+        let entries = fs::read_dir(&self.root).map_err(|source| io_error(&self.root, source))?;
+        let mut found = std::collections::BTreeSet::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let name = name.strip_prefix(PARTIAL_PREFIX).unwrap_or(name);
+            let name = name.strip_suffix(PARTIAL_TREE_SUFFIX).unwrap_or(name);
+            if let Ok(cid) = name.parse::<Cid>() {
+                found.insert(cid);
+            }
+        }
+        let mut removed = Vec::new();
+        for cid in found.difference(keep) {
+            self.remove(cid)?;
+            tracing::info!(target: "agora::store", %cid, "collected unreferenced blob");
+            removed.push(*cid);
+        }
+        Ok(removed)
+    }
+
+    /// Where a download of `cid` in progress keeps its bytes, across restarts.
+    pub(crate) fn partial_path(&self, cid: &Cid) -> PathBuf {
+        self.root.join(format!("{PARTIAL_PREFIX}{cid}"))
+    }
+
+    /// Where a download of `cid` in progress keeps its verified tree.
+    pub(crate) fn partial_tree_path(&self, cid: &Cid) -> PathBuf {
+        self.root
+            .join(format!("{PARTIAL_PREFIX}{cid}{PARTIAL_TREE_SUFFIX}"))
+    }
+
+    /// Moves a finished, verified download into place.
+    pub(crate) fn commit_partial(&self, cid: &Cid) -> Result<PathBuf, Error> {
+        let partial = self.partial_path(cid);
+        File::open(&partial)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| io_error(&partial, source))?;
+        let final_path = self.path(cid);
+        fs::rename(&partial, &final_path).map_err(|source| io_error(&final_path, source))?;
+        let _ = fs::remove_file(self.partial_tree_path(cid));
+        sync_dir(&self.root)?;
+        tracing::info!(target: "agora::store", %cid, "stored fetched blob");
+        Ok(final_path)
     }
 
     fn write_temp(

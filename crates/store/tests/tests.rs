@@ -1,5 +1,8 @@
 //! Integration tests of the blob store on a real folder.
 
+mod peers;
+mod transfer;
+
 use std::io::Cursor;
 
 use agora_store::{BlobStore, Error};
