@@ -35,9 +35,8 @@ enum Command {
     /// Check receipts.
     #[command(subcommand)]
     Receipt(cmd::receipt::Command),
-    /// Manage models in the local blob store.
-    #[command(subcommand)]
-    Model(cmd::model::Command),
+    /// Governed models (list, show, propose, retire) and the local blob store (fetch, import).
+    Model(cmd::model::Args),
     /// Run a ledger node (a validator set of one by default).
     Node(cmd::node::Args),
     /// Create a dev genesis and its keys.
@@ -68,7 +67,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Gateway(args) => cmd::gateway::run(args),
         Command::Verifier(args) => cmd::verifier::run(args),
         Command::Receipt(command) => cmd::receipt::run(command),
-        Command::Model(command) => cmd::model::run(command),
+        Command::Model(args) => cmd::model::run(args),
         Command::Node(args) => cmd::node::run(args),
         Command::Genesis(command) => cmd::genesis::run(command),
         Command::Wallet(args) => cmd::wallet::run(args),

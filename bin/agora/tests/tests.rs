@@ -2,6 +2,9 @@
 
 mod devnet;
 mod gateway;
+mod models;
 mod network;
 mod node_crash;
+#[path = "../../../crates/store/tests/peers.rs"]
+mod peers;
 mod verification;

@@ -99,6 +99,9 @@ pub enum Error {
     /// The node hit a fatal error while running.
     #[error("fatal: {0}")]
     Fatal(String),
+    /// The blob store under the data folder could not be opened.
+    #[error("blobs: {0}")]
+    Blobs(#[from] agora_store::Error),
     /// Binding or serving the RPC socket failed.
     #[error("rpc server: {0}")]
     Io(#[from] std::io::Error),
@@ -138,7 +141,11 @@ pub async fn run_with_listener(
     let applier = node::spawn_applier(Arc::clone(&node))?;
     let consensus = spawn_consensus(&config, Arc::clone(&node))?;
 
-    let app = server::app(Arc::clone(&node));
+    // Every node is a peer for blobs: models imported into `<data>/blobs` are fetchable here.
+    let blobs = agora_store::BlobStore::open(config.data_dir.join("blobs"))?;
+    let app = server::app(Arc::clone(&node)).merge(agora_store::serve::routes(
+        agora_store::serve::BlobServer::new(blobs),
+    ));
     let fatal = {
         let node = Arc::clone(&node);
         async move { node.wait_fatal().await }

@@ -168,7 +168,6 @@ async fn prepare(
 ) -> Result<Prepared, ApiError> {
     let model = provider
         .model(&request.model)
-        .cloned()
         .ok_or_else(|| ApiError::ModelNotFound(request.model.clone()))?;
     let plan = agora_api::plan::plan(request, body)
         .map_err(|err| ApiError::bad(err.message, err.param))?;

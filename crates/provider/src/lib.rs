@@ -13,10 +13,17 @@ mod chat;
 pub mod cheat;
 mod error;
 pub mod journal;
+pub mod lifecycle;
 mod metrics;
 pub mod payments;
 
-use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    net::SocketAddr,
+    sync::{atomic::AtomicBool, Arc, RwLock},
+    time::Duration,
+};
 
 use agora_engine::{Engine, EngineConfig};
 use agora_types::{Amount, Cid, Hash};
@@ -63,6 +70,10 @@ pub struct Config {
     pub ledger: Option<LedgerConfig>,
     /// Cheat this way (tests and benchmarks of verifiers only; `None` is honest).
     pub cheat: Option<cheat::Cheat>,
+    /// The blob store models live in; with it the provider serves `/blobs/{cid}` to peers.
+    pub blobs: Option<agora_store::BlobStore>,
+    /// Which governed models to follow (fetch, load, retire) besides `models`.
+    pub follow: Option<lifecycle::Follow>,
 }
 
 /// What can stop a provider.
@@ -99,11 +110,51 @@ pub struct ServedModel {
     pub price_in: Amount,
     /// Price per million completion tokens (base units).
     pub price_out: Amount,
+    /// Retired on the ledger: no longer listed or offered, still answering requests already
+    /// routed here until the grace period ends.
+    pub retiring: AtomicBool,
+}
+
+impl ServedModel {
+    /// A model served from now on.
+    pub fn new(
+        name: String,
+        cid: Cid,
+        engine: Engine,
+        price_in: Amount,
+        price_out: Amount,
+    ) -> Self {
+        ServedModel {
+            name,
+            cid,
+            engine: Arc::new(engine),
+            price_in,
+            price_out,
+            retiring: AtomicBool::new(false),
+        }
+    }
+
+    fn is_retiring(&self) -> bool {
+        self.retiring.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What the provider offers on the ledger for this model.
+    pub fn offer(&self) -> agora_types::ModelOffer {
+        agora_types::ModelOffer {
+            cid: self.cid,
+            price_in: self.price_in,
+            price_out: self.price_out,
+        }
+    }
 }
 
 /// The provider's shared state.
 pub struct Provider {
-    models: BTreeMap<String, Arc<ServedModel>>,
+    /// Served models by CID (a retiring model and its replacement may share a name).
+    models: RwLock<BTreeMap<Cid, Arc<ServedModel>>>,
+    blobs: Option<agora_store::BlobStore>,
+    /// Governed models the lifecycle could not fetch or load, with the reason.
+    failures: RwLock<BTreeMap<Cid, String>>,
     max_body_bytes: usize,
     request_timeout: Duration,
     metrics: metrics::Metrics,
@@ -114,12 +165,11 @@ pub struct Provider {
 impl Provider {
     /// A provider serving already-loaded models.
     pub fn new(models: Vec<ServedModel>, max_body_bytes: usize, request_timeout: Duration) -> Self {
-        let models = models
-            .into_iter()
-            .map(|m| (m.name.clone(), Arc::new(m)))
-            .collect();
+        let models = models.into_iter().map(|m| (m.cid, Arc::new(m))).collect();
         Provider {
-            models,
+            models: RwLock::new(models),
+            blobs: None,
+            failures: RwLock::new(BTreeMap::new()),
             max_body_bytes,
             request_timeout,
             metrics: metrics::Metrics::default(),
@@ -140,17 +190,71 @@ impl Provider {
         self
     }
 
-    /// Finds a model by name or CID.
-    fn model(&self, name: &str) -> Option<&Arc<ServedModel>> {
-        self.models
-            .get(name)
-            .or_else(|| self.models.values().find(|m| m.cid.to_string() == name))
+    /// Serves the blobs in `store` to peers at `/blobs/{cid}`.
+    pub fn with_blobs(mut self, store: agora_store::BlobStore) -> Self {
+        self.blobs = Some(store);
+        self
+    }
+
+    /// Finds a model by CID or by name (a listed model before a retiring one of that name).
+    fn model(&self, name: &str) -> Option<Arc<ServedModel>> {
+        let models = self.models.read().unwrap_or_else(|e| e.into_inner());
+        let mut named = models
+            .values()
+            .filter(|m| m.name == name || m.cid.to_string() == name);
+        let first = named.next()?;
+        if !first.is_retiring() {
+            return Some(Arc::clone(first));
+        }
+        Some(Arc::clone(
+            named.find(|m| !m.is_retiring()).unwrap_or(first),
+        ))
+    }
+
+    /// Every served model, retiring ones included.
+    pub fn models(&self) -> Vec<Arc<ServedModel>> {
+        let models = self.models.read().unwrap_or_else(|e| e.into_inner());
+        models.values().cloned().collect()
+    }
+
+    /// What the provider offers on the ledger: its models that are not retiring.
+    pub fn offers(&self) -> Vec<agora_types::ModelOffer> {
+        self.models()
+            .iter()
+            .filter(|m| !m.is_retiring())
+            .map(|m| m.offer())
+            .collect()
+    }
+
+    /// Starts serving `model` (replacing one with the same CID).
+    pub fn insert_model(&self, model: ServedModel) {
+        let cid = model.cid;
+        let mut models = self.models.write().unwrap_or_else(|e| e.into_inner());
+        models.insert(cid, Arc::new(model));
+        let mut failures = self.failures.write().unwrap_or_else(|e| e.into_inner());
+        failures.remove(&cid);
+    }
+
+    /// Stops serving the model `cid`; requests holding it finish first.
+    pub fn remove_model(&self, cid: &Cid) -> Option<Arc<ServedModel>> {
+        let mut models = self.models.write().unwrap_or_else(|e| e.into_inner());
+        models.remove(cid)
+    }
+
+    /// Records that the governed model `cid` could not be fetched or loaded.
+    pub fn record_failure(&self, cid: Cid, reason: String) {
+        let mut failures = self.failures.write().unwrap_or_else(|e| e.into_inner());
+        failures.insert(cid, reason);
     }
 
     /// The HTTP routes.
     pub fn router(self: Arc<Self>) -> Router {
         let timeout = self.request_timeout;
-        Router::new()
+        let blobs = self
+            .blobs
+            .clone()
+            .map(|store| agora_store::serve::routes(agora_store::serve::BlobServer::new(store)));
+        let router = Router::new()
             .route("/v1/models", get(list_models))
             .route("/v1/chat/completions", post(chat::completions))
             .route("/health", get(health))
@@ -163,7 +267,11 @@ impl Provider {
                 axum::http::StatusCode::REQUEST_TIMEOUT,
                 timeout,
             ))
-            .with_state(self)
+            .with_state(self);
+        match blobs {
+            Some(blobs) => router.merge(blobs),
+            None => router,
+        }
     }
 }
 
@@ -203,29 +311,48 @@ pub async fn run(
                 source,
             })?;
         tracing::info!(target: "agora::provider", model = %name, cid = %model.cid, "model loaded");
-        served.push(ServedModel {
+        served.push(ServedModel::new(
             name,
-            cid: model.cid,
-            engine: Arc::new(engine),
-            price_in: model.price_in,
-            price_out: model.price_out,
-        });
+            model.cid,
+            engine,
+            model.price_in,
+            model.price_out,
+        ));
     }
     let mut provider = Provider::new(served, config.max_body_bytes, config.request_timeout)
         .with_cheat(config.cheat);
+    if let Some(blobs) = config.blobs.clone() {
+        provider = provider.with_blobs(blobs);
+    }
     let Some(payments) = payments else {
         return serve(Arc::new(provider), listener, shutdown).await;
     };
-    provider = provider.with_payments(Arc::clone(&payments));
+    let provider = Arc::new(provider.with_payments(Arc::clone(&payments)));
     // The settlement loop outlives the server by one last redeem and commit.
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let settle = tokio::spawn(payments.run(offers, stopped));
-    let served = serve(Arc::new(provider), listener, async move {
+    let settle = {
+        let provider = Arc::clone(&provider);
+        tokio::spawn(Arc::clone(&payments).run(move || provider.offers(), stopped.clone()))
+    };
+    let follow = match (config.follow, config.blobs) {
+        (Some(follow), Some(blobs)) => Some(tokio::spawn(lifecycle::run(
+            Arc::clone(&provider),
+            payments,
+            blobs,
+            follow,
+            stopped,
+        ))),
+        _ => None,
+    };
+    let served = serve(provider, listener, async move {
         shutdown.await;
         let _ = stop.send(true);
     })
     .await;
     let _ = settle.await;
+    if let Some(follow) = follow {
+        let _ = follow.await;
+    }
     served
 }
 
@@ -251,8 +378,9 @@ async fn list_models(State(provider): State<Arc<Provider>>) -> Json<agora_api::M
     Json(agora_api::ModelList {
         object: "list".into(),
         data: provider
-            .models
-            .values()
+            .models()
+            .iter()
+            .filter(|m| !m.is_retiring())
             .map(|m| agora_api::Model {
                 id: m.name.clone(),
                 object: "model".into(),
@@ -266,8 +394,8 @@ async fn list_models(State(provider): State<Arc<Provider>>) -> Json<agora_api::M
 
 async fn health(State(provider): State<Arc<Provider>>) -> Json<serde_json::Value> {
     let models: Vec<_> = provider
-        .models
-        .values()
+        .models()
+        .iter()
         .map(|m| {
             let stats = m.engine.stats();
             serde_json::json!({
@@ -275,16 +403,24 @@ async fn health(State(provider): State<Arc<Provider>>) -> Json<serde_json::Value
                 "cid": m.cid.to_string(),
                 "active": stats.active,
                 "queued": stats.queued,
+                "retiring": m.is_retiring(),
             })
         })
         .collect();
-    Json(serde_json::json!({ "status": "ok", "models": models }))
+    let failed: Vec<_> = provider
+        .failures
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(cid, reason)| serde_json::json!({"cid": cid.to_string(), "error": reason}))
+        .collect();
+    Json(serde_json::json!({ "status": "ok", "models": models, "failed": failed }))
 }
 
 async fn metrics_text(State(provider): State<Arc<Provider>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        provider.metrics.render(&provider.models),
+        provider.metrics.render(&provider.models()),
     )
 }
 

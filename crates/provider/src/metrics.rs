@@ -56,7 +56,7 @@ impl Metrics {
     }
 
     /// Renders every metric as Prometheus text.
-    pub(crate) fn render(&self, models: &BTreeMap<String, Arc<ServedModel>>) -> String {
+    pub(crate) fn render(&self, models: &[Arc<ServedModel>]) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# TYPE agora_provider_requests_total counter");
         if let Ok(map) = self.responses.lock() {
@@ -99,7 +99,7 @@ impl Metrics {
         ];
         for (name, kind, read) in gauges {
             let _ = writeln!(out, "# TYPE agora_provider_{name} {kind}");
-            for model in models.values() {
+            for model in models.iter() {
                 let value = read(&model.engine.stats());
                 let _ = writeln!(
                     out,

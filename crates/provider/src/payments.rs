@@ -551,7 +551,7 @@ impl Payments {
     /// current, redeem vouchers and commit receipts; on shutdown, redeem and commit once more.
     pub async fn run(
         self: Arc<Self>,
-        offers: Vec<agora_types::ModelOffer>,
+        offers: impl Fn() -> Vec<agora_types::ModelOffer> + Send + 'static,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut ticker = tokio::time::interval(self.config.settle_interval);
@@ -565,7 +565,7 @@ impl Payments {
                 self.height
                     .store(head.height, std::sync::atomic::Ordering::Relaxed);
             }
-            if let Err(err) = self.ensure_registered(&offers).await {
+            if let Err(err) = self.ensure_registered(&offers()).await {
                 tracing::warn!(target: "agora::provider", %err, "registration check failed");
             }
             self.redeem_all().await;

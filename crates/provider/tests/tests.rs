@@ -26,13 +26,13 @@ async fn start(slots: u32, queue: usize) -> String {
         .unwrap()
         .unwrap();
     let provider = Arc::new(Provider::new(
-        vec![ServedModel {
-            name: MODEL.into(),
-            cid: agora_store::default_model::cid(),
-            engine: Arc::new(engine),
-            price_in: 0,
-            price_out: 0,
-        }],
+        vec![ServedModel::new(
+            MODEL.into(),
+            agora_store::default_model::cid(),
+            engine,
+            0,
+            0,
+        )],
         agora_provider::DEFAULT_MAX_BODY_BYTES,
         Duration::from_secs(120),
     ));

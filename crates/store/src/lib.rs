@@ -13,6 +13,7 @@
 
 pub mod default_model;
 pub mod fetch;
+pub mod gguf;
 pub mod serve;
 pub mod tree;
 
@@ -260,11 +261,20 @@ impl BlobStore {
     /// Moves a finished, verified download into place.
     pub(crate) fn commit_partial(&self, cid: &Cid) -> Result<PathBuf, Error> {
         let partial = self.partial_path(cid);
-        File::open(&partial)
-            .and_then(|f| f.sync_all())
-            .map_err(|source| io_error(&partial, source))?;
         let final_path = self.path(cid);
-        fs::rename(&partial, &final_path).map_err(|source| io_error(&final_path, source))?;
+        if let Err(source) = File::open(&partial).and_then(|f| f.sync_all()) {
+            // Another fetcher sharing this store finished the same blob first.
+            if source.kind() == io::ErrorKind::NotFound && final_path.is_file() {
+                return Ok(final_path);
+            }
+            return Err(io_error(&partial, source));
+        }
+        match fs::rename(&partial, &final_path) {
+            Ok(()) => {}
+            // Another fetcher sharing this store finished the same blob first.
+            Err(err) if err.kind() == io::ErrorKind::NotFound && final_path.is_file() => {}
+            Err(source) => return Err(io_error(&final_path, source)),
+        }
         let _ = fs::remove_file(self.partial_tree_path(cid));
         sync_dir(&self.root)?;
         tracing::info!(target: "agora::store", %cid, "stored fetched blob");

@@ -40,23 +40,29 @@ pub enum Behaviour {
 
 struct Peer {
     behaviour: Behaviour,
-    served: AtomicUsize,
+    served: Arc<AtomicUsize>,
     honest: Router,
 }
 
 /// Starts a peer serving `store` on a free loopback port; returns its base URL.
 pub async fn spawn(store: BlobStore, behaviour: Behaviour) -> String {
-    let honest = serve::routes(serve::BlobServer::new(store.clone()));
+    spawn_counted(store, behaviour).await.0
+}
+
+/// Like [`spawn`], also returning how many ranges the peer has answered so far.
+pub async fn spawn_counted(store: BlobStore, behaviour: Behaviour) -> (String, Arc<AtomicUsize>) {
+    let honest = serve::routes(serve::BlobServer::new(store));
+    let served = Arc::new(AtomicUsize::new(0));
     let peer = Arc::new(Peer {
         behaviour,
-        served: AtomicUsize::new(0),
+        served: Arc::clone(&served),
         honest,
     });
     let app = Router::new().fallback(handle).with_state(peer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    (url, served)
 }
 
 async fn handle(State(peer): State<Arc<Peer>>, request: Request) -> Response {
@@ -67,6 +73,7 @@ async fn handle(State(peer): State<Arc<Peer>>, request: Request) -> Response {
         Behaviour::Honest { delay } => {
             if is_range {
                 tokio::time::sleep(delay).await;
+                peer.served.fetch_add(1, Ordering::Relaxed);
             }
             peer.honest.clone().oneshot(request).await.unwrap()
         }

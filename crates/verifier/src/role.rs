@@ -29,14 +29,14 @@ use std::{
 
 use agora_engine::{Engine, EngineConfig};
 use agora_rpc::{wire, Client};
-use agora_store::BlobStore;
+use agora_store::{serve::BlobServer, BlobStore};
 use agora_types::{
     encode, score_commitment, transcript::MAX_TRANSCRIPT_BYTES, AccountId, Amount, Cid, Hash,
     Keypair, ProviderScore, Transcript, TxBody,
 };
 use axum::{
     body::Bytes,
-    extract::{DefaultBodyLimit, Path, Query, State},
+    extract::{DefaultBodyLimit, Query, State},
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -785,14 +785,15 @@ pub enum Rejected {
 
 /// The verifier's HTTP routes.
 pub fn router(verifier: Arc<Verifier>) -> Router {
+    let blobs = agora_store::serve::routes(BlobServer::new(verifier.blobs.clone()));
     Router::new()
         .route("/v1/transcripts", post(post_transcript))
         .route("/v1/checks", get(checks))
-        .route("/blobs/{cid}", get(blob))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_TRANSCRIPT_BYTES + 1024))
         .with_state(verifier)
+        .merge(blobs)
 }
 
 fn error(status: StatusCode, code: &str, message: String) -> Response {
@@ -855,24 +856,6 @@ async fn checks(
         .cloned()
         .collect();
     Json(json!({"account": verifier.account.to_string(), "checks": recent}))
-}
-
-async fn blob(State(verifier): State<Arc<Verifier>>, Path(cid): Path<String>) -> Response {
-    let Ok(cid) = cid.parse::<Cid>() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_cid",
-            format!("'{cid}' is not a CID"),
-        );
-    };
-    match std::fs::read(verifier.blobs.path(&cid)) {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        Err(_) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("blob {cid} is not published here"),
-        ),
-    }
 }
 
 async fn metrics(State(verifier): State<Arc<Verifier>>) -> impl IntoResponse {

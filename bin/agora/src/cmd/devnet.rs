@@ -105,6 +105,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             // Distinct prices, so routing has something to choose between.
             model.price_in = Amount::from(index) * UNITS_PER_AGR / 10;
             model.price_out = Amount::from(index) * UNITS_PER_AGR / 5;
+            // Every devnet provider follows governance, so a passed proposal is served within
+            // seconds (fetched from the node, where `agora model import` puts it).
+            let follow = agora_provider::lifecycle::Follow {
+                selection: agora_provider::lifecycle::Selection::Auto,
+                engine: model.engine.clone(),
+                price_in: model.price_in,
+                price_out: model.price_out,
+                peers: Vec::new(),
+                grace: Duration::from_secs(10),
+                poll: Duration::from_secs(1),
+            };
             let config = agora_provider::Config {
                 models: vec![model],
                 max_body_bytes: agora_provider::DEFAULT_MAX_BODY_BYTES,
@@ -122,6 +133,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     journal_dir: Some(chain_dir.join("payments")),
                 }),
                 cheat: None,
+                blobs: Some(args.data.blobs()?),
+                follow: Some(follow),
             };
             println!("devnet: provider {index} on http://{addr}");
             provider_urls.push(format!("http://{addr}"));

@@ -87,7 +87,7 @@ fn label<const MAX: usize>(text: &str) -> anyhow::Result<BoundedString<MAX>> {
     BoundedString::new(text).map_err(|err| anyhow::anyhow!("{text}: {err}"))
 }
 
-fn cid(text: &str) -> anyhow::Result<Cid> {
+pub(crate) fn cid(text: &str) -> anyhow::Result<Cid> {
     text.parse()
         .map_err(|err| anyhow::anyhow!("cid {text}: {err}"))
 }
@@ -124,6 +124,45 @@ fn kind(proposal: Proposal) -> anyhow::Result<ProposalKind> {
     })
 }
 
+/// Submits a proposal with `deposit` AGR (default: the chain's `proposal_deposit`) and prints
+/// its id.
+pub(crate) async fn submit(
+    common: &Common,
+    kind: ProposalKind,
+    deposit: Option<String>,
+) -> anyhow::Result<()> {
+    let client = common.client()?;
+    let deposit = match deposit {
+        Some(text) => {
+            agora_types::amount::parse_agr(&text).with_context(|| format!("deposit {text}"))?
+        }
+        None => agora_rpc::wire::param(&client.params().await?, "proposal_deposit")
+            .context("node did not report proposal_deposit")?,
+    };
+    let before = client.proposals().await?.iter().map(|p| p.id).max();
+    common
+        .send("propose", TxBody::SubmitProposal { kind, deposit })
+        .await?;
+    let proposer = common.keypair()?.account_id().to_string();
+    let mine = client
+        .proposals()
+        .await?
+        .into_iter()
+        .filter(|p| p.proposer == proposer && Some(p.id) > before)
+        .max_by_key(|p| p.id);
+    if let Some(p) = mine {
+        if common.json {
+            println!("{}", serde_json::to_string_pretty(&p)?);
+        } else {
+            println!(
+                "proposal #{} ({}), voting ends at block {}: agora gov vote {} yes",
+                p.id, p.kind, p.voting_end_height, p.id
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs a governance command.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
@@ -135,24 +174,7 @@ async fn execute(common: Common, command: Command) -> anyhow::Result<()> {
         Command::Propose {
             deposit,
             kind: proposal,
-        } => {
-            let deposit = match deposit {
-                Some(text) => agora_types::amount::parse_agr(&text)
-                    .with_context(|| format!("deposit {text}"))?,
-                None => {
-                    let params = common.client()?.params().await?;
-                    params
-                        .get("proposal_deposit")
-                        .and_then(|value| value.parse().ok())
-                        .context("node did not report proposal_deposit")?
-                }
-            };
-            let body = TxBody::SubmitProposal {
-                kind: kind(proposal)?,
-                deposit,
-            };
-            common.send("propose", body).await
-        }
+        } => submit(&common, kind(proposal)?, deposit).await,
         Command::Vote { id, vote } => {
             let vote = match vote.to_ascii_lowercase().as_str() {
                 "yes" => Vote::Yes,

@@ -28,6 +28,25 @@ pub struct Args {
     /// `forged-prefill`.
     #[arg(long, hide = true)]
     pub cheat: Option<agora_provider::cheat::Cheat>,
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+/// Following governed models.
+#[derive(ClapArgs, Clone, Debug)]
+pub struct FollowArgs {
+    /// Also serve governed models as proposals make them active: `auto` (every active model)
+    /// or a comma-separated list of names or CIDs. Each is fetched from peers, verified and
+    /// loaded without a restart, and unloaded after `--retire-grace-secs` once retired.
+    #[arg(long, value_parser = agora_provider::lifecycle::Selection::parse)]
+    pub serve: Option<agora_provider::lifecycle::Selection>,
+    /// A peer to fetch model blobs from (base URL serving `/blobs/{cid}`), besides the ledger
+    /// node and the providers serving the model; repeatable.
+    #[arg(long = "blob-peer")]
+    pub blob_peers: Vec<String>,
+    /// Seconds a retired model keeps answering requests already routed to it.
+    #[arg(long, default_value_t = 30)]
+    pub retire_grace_secs: u64,
 }
 
 /// One-shot provider actions.
@@ -192,12 +211,30 @@ impl Args {
         let mut model = self.engine.model_config(&self.data)?;
         model.price_in = self.ledger.price_in;
         model.price_out = self.ledger.price_out;
+        let follow = self
+            .follow
+            .serve
+            .clone()
+            .map(|selection| agora_provider::lifecycle::Follow {
+                selection,
+                engine: model.engine.clone(),
+                price_in: self.ledger.price_in,
+                price_out: self.ledger.price_out,
+                peers: self.follow.blob_peers.clone(),
+                grace: Duration::from_secs(self.follow.retire_grace_secs),
+                poll: Duration::from_secs(1),
+            });
+        if follow.is_some() && self.ledger.rpc.is_none() {
+            anyhow::bail!("--serve follows the ledger's models, so it needs --rpc");
+        }
         Ok(agora_provider::Config {
             models: vec![model],
             max_body_bytes: agora_provider::DEFAULT_MAX_BODY_BYTES,
             request_timeout: Duration::from_secs(600),
             ledger: self.ledger.config(&self.data, self.listen)?,
             cheat: self.cheat,
+            blobs: Some(self.data.blobs()?),
+            follow,
         })
     }
 }
