@@ -97,3 +97,316 @@ async fn a_killed_fetch_resumes_and_arrives_verified_despite_a_liar_and_a_dying_
     assert_eq!(report["from_peers"][&liar], 0, "{report}");
     assert_eq!(report["failed"], serde_json::json!([dying]), "{report}");
 }
+
+/// The provider data folders' model, `/v1/models` of a URL, as (id, providers) pairs.
+async fn listed(http: &reqwest::Client, url: &str) -> Vec<(String, u64)> {
+    let body: Value = match http.get(format!("{url}/v1/models")).send().await {
+        Ok(res) => res.json().await.unwrap_or_default(),
+        Err(_) => return Vec::new(),
+    };
+    body["data"]
+        .as_array()
+        .map(|models| {
+            models
+                .iter()
+                .map(|m| {
+                    (
+                        m["id"].as_str().unwrap_or_default().to_owned(),
+                        m["providers"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits up to `limit` for `done`, polling every 200 ms; returns the time it took.
+async fn within<F, Fut>(limit: Duration, what: &str, mut done: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < limit, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    start.elapsed()
+}
+
+/// Submits a proposal or vote with the genesis validator's key (which holds most stake).
+fn govern(network: &crate::network::Network, args: &[&str]) -> String {
+    let chain = network.dir.path().join("chain");
+    crate::network::run_ok(
+        agora()
+            .args(args)
+            .arg("--data-dir")
+            .arg(&chain)
+            .arg("--key")
+            .arg(chain.join("validator.key"))
+            .args(["--node", &network.rpc_url]),
+    )
+}
+
+/// The proposal id `agora model propose|retire` printed.
+fn proposal_id(output: &str) -> String {
+    let at = output
+        .find("proposal #")
+        .unwrap_or_else(|| panic!("no proposal id in {output}"));
+    output[at + "proposal #".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_model_is_fetched_served_and_retired_without_restarts() {
+    let _turn = crate::verification::HEAVY.lock().await;
+    let work = tempfile::tempdir().unwrap();
+    let second = work.path().join("SmolLM2-135M-Instruct.Q4_0.gguf");
+    {
+        let (input, output) = (crate::network::default_model(), second.clone());
+        tokio::task::spawn_blocking(move || {
+            agora_engine::quantize::requantize(
+                &input,
+                &output,
+                agora_engine::quantize::Quantization::Q4_0,
+                2,
+            )
+        })
+        .await
+        .unwrap()
+        .expect("requantize the default model");
+    }
+    let provider_args: Vec<Vec<String>> = (1..=2)
+        .map(|i| {
+            let data = work.path().join(format!("provider-{i}"));
+            crate::network::seed_model(&data);
+            vec![
+                "--data-dir".into(),
+                data.display().to_string(),
+                "--serve".into(),
+                "auto".into(),
+                "--retire-grace-secs".into(),
+                "3".into(),
+            ]
+        })
+        .collect();
+    let network = crate::network::Network::start_full(provider_args, 0, Vec::new(), "100").await;
+    let http = reqwest::Client::new();
+
+    // Propose the requantized copy from the node's data folder (so the node serves it), vote.
+    let proposed = govern(
+        &network,
+        &[
+            "model",
+            "propose",
+            &second.display().to_string(),
+            "--name",
+            "smollm2-q4_0",
+        ],
+    );
+    let cid: agora_types::Cid = proposed.split(':').next().unwrap().trim().parse().unwrap();
+    assert!(
+        proposed.contains("Q4_0"),
+        "the GGUF header names its quantization: {proposed}"
+    );
+    govern(&network, &["gov", "vote", &proposal_id(&proposed), "yes"]);
+
+    // Every opted-in provider fetches it from the node, verifies it, loads it, and offers it.
+    let rpc = network.rpc();
+    within(Duration::from_secs(60), "the proposal passes", || async {
+        rpc.model(&cid)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.status == "active")
+    })
+    .await;
+    let took = within(
+        Duration::from_secs(120),
+        "both providers serve the new model",
+        || async {
+            listed(&http, &network.gateway_url)
+                .await
+                .contains(&("smollm2-q4_0".to_owned(), 2))
+        },
+    )
+    .await;
+    eprintln!("both providers served the passed model {took:?} after it became active");
+    for i in 1..=2 {
+        let store = BlobStore::open(work.path().join(format!("provider-{i}/blobs"))).unwrap();
+        store
+            .verify(&cid, &mut |_, _| {})
+            .expect("the fetched model is intact");
+    }
+    let node_blobs = BlobStore::open(network.dir.path().join("chain/blobs")).unwrap();
+    assert!(
+        node_blobs.has(&cid),
+        "the proposal imported the file where the node serves it"
+    );
+
+    // A chat completion on the new name is answered by the new model.
+    let res = network
+        .chat(
+            &http,
+            serde_json::json!({
+                "model": "smollm2-q4_0",
+                "messages": [{"role": "user", "content": "Say hello."}],
+                "max_tokens": 8,
+            }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let receipt = res.headers()["x-agora-receipt"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = res.json().await.unwrap();
+    assert!(!body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    let receipt: Value = http
+        .get(format!("{}/v1/receipts/{receipt}", network.gateway_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(receipt["receipt"]["model"], cid.to_string(), "{receipt}");
+
+    // Retire it: the gateway drops the name as soon as the ledger does; providers withdraw it
+    // at once and unload it after their 3 s grace period.
+    let retired = govern(&network, &["model", "retire", &cid.to_string()]);
+    govern(&network, &["gov", "vote", &proposal_id(&retired), "yes"]);
+    within(Duration::from_secs(60), "the retirement passes", || async {
+        rpc.model(&cid)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.status == "retired")
+    })
+    .await;
+    within(
+        Duration::from_secs(3),
+        "the gateway drops the retired name",
+        || async {
+            !listed(&http, &network.gateway_url)
+                .await
+                .iter()
+                .any(|(id, _)| id == "smollm2-q4_0")
+        },
+    )
+    .await;
+    let res = network
+        .chat(
+            &http,
+            serde_json::json!({"model": "smollm2-q4_0", "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        404,
+        "a retired model is unknown to the gateway"
+    );
+    for provider in &network.providers {
+        let url = format!("http://127.0.0.1:{}", provider.port);
+        within(
+            Duration::from_secs(5),
+            "the provider stops listing it",
+            || async {
+                !listed(&http, &url)
+                    .await
+                    .iter()
+                    .any(|(id, _)| id == "smollm2-q4_0")
+            },
+        )
+        .await;
+        within(
+            Duration::from_secs(15),
+            "the provider unloads it after the grace period",
+            || async {
+                let health: Value = match http.get(format!("{url}/health")).send().await {
+                    Ok(res) => res.json().await.unwrap_or_default(),
+                    Err(_) => return false,
+                };
+                !health["models"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["cid"] == cid.to_string())
+            },
+        )
+        .await;
+    }
+
+    // A model no peer has passes (governance does not fetch), and each provider reports that
+    // it cannot fetch it, retries later, and keeps serving what it has.
+    let ghost = agora_types::Cid::of(b"a model nobody has");
+    govern(
+        &network,
+        &[
+            "gov",
+            "propose",
+            "add-model",
+            "--cid",
+            &ghost.to_string(),
+            "--name",
+            "ghost",
+            "--architecture",
+            "llama",
+            "--quantization",
+            "Q4_0",
+            "--context-length",
+            "2048",
+            "--license",
+            "mit",
+            "--size",
+            "1000",
+        ],
+    );
+    let proposals = rpc.proposals().await.unwrap();
+    let id = proposals.iter().map(|p| p.id).max().unwrap().to_string();
+    govern(&network, &["gov", "vote", &id, "yes"]);
+    for provider in &network.providers {
+        let url = format!("http://127.0.0.1:{}/health", provider.port);
+        within(
+            Duration::from_secs(60),
+            "the provider reports the fetch failure",
+            || async {
+                let health: Value = match http.get(&url).send().await {
+                    Ok(res) => res.json().await.unwrap_or_default(),
+                    Err(_) => return false,
+                };
+                health["failed"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|m| m["cid"] == ghost.to_string()))
+            },
+        )
+        .await;
+    }
+    // The default model was never disturbed.
+    assert!(listed(&http, &network.gateway_url)
+        .await
+        .contains(&(agora_store::default_model::NAME.to_owned(), 2)));
+    let res = network
+        .chat(
+            &http,
+            serde_json::json!({
+                "model": agora_store::default_model::NAME,
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 4,
+            }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

@@ -315,10 +315,13 @@ impl Network {
     /// Starts (or restarts) provider `index`.
     pub(crate) fn start_provider(&mut self, index: usize) {
         let p = &mut self.providers[index];
-        let child = agora()
-            .args(["provider", "--listen", &format!("127.0.0.1:{}", p.port)])
-            .arg("--data-dir")
-            .arg(self.dir.path())
+        let mut command = agora();
+        command.args(["provider", "--listen", &format!("127.0.0.1:{}", p.port)]);
+        // A provider given its own `--data-dir` keeps its own blob store.
+        if !p.extra_args.iter().any(|a| a == "--data-dir") {
+            command.arg("--data-dir").arg(self.dir.path());
+        }
+        let child = command
             .args(["--rpc", &self.rpc_url, "--key"])
             .arg(&p.key)
             .args(["--price-in", &p.price_in, "--price-out", &p.price_out])

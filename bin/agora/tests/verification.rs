@@ -22,8 +22,8 @@ use crate::{
     network::{default_model, get_json, Network},
 };
 
-/// The two tests here each run six providers on two cores: they take turns.
-static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The tests that run many providers on two cores take turns.
+pub(crate) static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How each provider in the detection test behaves: a label and its extra flags.
 fn behaviours(dir: &Path) -> Vec<(&'static str, Vec<String>)> {

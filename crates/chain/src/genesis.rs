@@ -369,10 +369,12 @@ pub fn dev(
         }],
         // Short epochs, so receipt roots reach the chain within seconds on a devnet; disputes
         // get 40 blocks (8 s at the busiest block rate, 40 s idle), so a committee on a loaded
-        // machine has time to fetch and re-check.
+        // machine has time to fetch and re-check. Votes last 10 blocks (2–10 s), so a newcomer
+        // sees a proposal pass while watching.
         params: Params {
             epoch_blocks: 20,
             dispute_period_blocks: 40,
+            voting_period_blocks: 10,
             ..Params::default()
         },
         models: vec![default_model()],
