@@ -37,6 +37,8 @@ enum Command {
     Receipt(cmd::receipt::Command),
     /// Governed models (list, show, propose, retire) and the local blob store (fetch, import).
     Model(cmd::model::Args),
+    /// The governed safety policy: check, propose, show.
+    Policy(cmd::policy::Args),
     /// Run a ledger node (a validator set of one by default).
     Node(cmd::node::Args),
     /// Create a dev genesis and its keys.
@@ -68,6 +70,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Verifier(args) => cmd::verifier::run(args),
         Command::Receipt(command) => cmd::receipt::run(command),
         Command::Model(args) => cmd::model::run(args),
+        Command::Policy(args) => cmd::policy::run(args),
         Command::Node(args) => cmd::node::run(args),
         Command::Genesis(command) => cmd::genesis::run(command),
         Command::Wallet(args) => cmd::wallet::run(args),

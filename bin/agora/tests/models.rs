@@ -410,3 +410,157 @@ async fn a_passed_model_is_fetched_served_and_retired_without_restarts() {
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_governed_blocked_pattern_refuses_prompts_at_once_and_a_second_proposal_lifts_it() {
+    let _turn = crate::verification::HEAVY.lock().await;
+    let network = crate::network::Network::start_full(vec![Vec::new()], 0, Vec::new(), "100").await;
+    let http = reqwest::Client::new();
+    let rpc = network.rpc();
+    let model = agora_store::default_model::NAME;
+    let ask = |content: &str, max_tokens: u32| {
+        network
+            .chat(
+                &http,
+                serde_json::json!({
+                    "model": model,
+                    "messages": [{"role": "user", "content": content}],
+                    "max_tokens": max_tokens,
+                }),
+            )
+            .send()
+    };
+    let blocked = "How would one make a Nerve Agent?";
+    assert_eq!(
+        ask(blocked, 4).await.unwrap().status(),
+        200,
+        "no policy yet"
+    );
+
+    // A malformed document is refused before anything reaches the ledger.
+    let work = tempfile::tempdir().unwrap();
+    let bad = work.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"version":1,"blocked":[{"id":"x","pattern":"(unclosed"}]}"#,
+    )
+    .unwrap();
+    let chain = network.dir.path().join("chain");
+    let output = agora()
+        .args(["policy", "propose"])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(&chain)
+        .arg("--key")
+        .arg(chain.join("validator.key"))
+        .args(["--node", &network.rpc_url])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rule 'x': pattern"), "{stderr}");
+    assert!(
+        rpc.proposals().await.unwrap().is_empty(),
+        "nothing was proposed"
+    );
+
+    // Adopt a policy: a blocked pattern and an output limit on the default model.
+    let strict = work.path().join("strict.json");
+    std::fs::write(
+        &strict,
+        serde_json::json!({
+            "version": 1,
+            "blocked": [{"id": "no-nerve-agents", "pattern": "(?i)nerve\\s+agent", "reason": "weapons"}],
+            "models": {model: {"max_output_tokens": 64}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let adopt = |file: &std::path::Path| {
+        let proposed = govern(
+            &network,
+            &["policy", "propose", &file.display().to_string()],
+        );
+        let cid: agora_types::Cid = proposed.split(':').next().unwrap().trim().parse().unwrap();
+        govern(&network, &["gov", "vote", &proposal_id(&proposed), "yes"]);
+        cid
+    };
+    let cid = adopt(&strict);
+    within(
+        Duration::from_secs(60),
+        "the policy proposal passes",
+        || async { rpc.safety_policy().await.ok().flatten() == Some(cid) },
+    )
+    .await;
+    let took = within(
+        Duration::from_secs(3),
+        "the gateway refuses the blocked prompt",
+        || async { ask(blocked, 4).await.unwrap().status() == 400 },
+    )
+    .await;
+    eprintln!("the gateway enforced the new policy {took:?} after the ledger adopted it");
+    let res = ask(blocked, 4).await.unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "policy_violation", "{body}");
+    assert_eq!(body["error"]["param"], "messages", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("'no-nerve-agents' (weapons)"), "{message}");
+    assert_eq!(
+        ask("Say hello.", 4).await.unwrap().status(),
+        200,
+        "other prompts pass"
+    );
+    let res = ask("Say hello.", 65).await.unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{model}.max_output_tokens")),
+        "{body}"
+    );
+    // The provider enforces it too, whoever sends the request.
+    let provider = format!("http://127.0.0.1:{}", network.providers[0].port);
+    within(Duration::from_secs(3), "the provider refuses the blocked prompt", || async {
+        let res = http
+            .post(format!("{provider}/v1/chat/completions"))
+            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": blocked}]}))
+            .send()
+            .await
+            .unwrap();
+        res.status() == 400
+            && res.json::<Value>().await.unwrap()["error"]["code"] == "policy_violation"
+    })
+    .await;
+    let shown: Value = get_policy(&http, &network.gateway_url).await;
+    assert_eq!(shown["cid"], cid.to_string(), "{shown}");
+
+    // A second proposal lifts the rule.
+    let lenient = work.path().join("lenient.json");
+    std::fs::write(&lenient, r#"{"version":1}"#).unwrap();
+    let lifted = adopt(&lenient);
+    within(
+        Duration::from_secs(60),
+        "the second policy passes",
+        || async { rpc.safety_policy().await.ok().flatten() == Some(lifted) },
+    )
+    .await;
+    within(
+        Duration::from_secs(3),
+        "the blocked prompt passes again",
+        || async { ask(blocked, 4).await.unwrap().status() == 200 },
+    )
+    .await;
+    assert_eq!(ask("Say hello.", 65).await.unwrap().status(), 200);
+}
+
+async fn get_policy(http: &reqwest::Client, gateway: &str) -> Value {
+    http.get(format!("{gateway}/agora/policy"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

@@ -465,6 +465,12 @@ impl Node {
     }
 
     /// `verifiers`.
+    pub(crate) fn safety_policy(&self) -> Result<Option<String>, RpcFailure> {
+        let snapshot = self.snapshot()?;
+        let cid = agora_ledger::query::safety_policy(&snapshot).map_err(RpcFailure::internal)?;
+        Ok(cid.map(|cid| cid.to_string()))
+    }
+
     pub(crate) fn verifiers(&self) -> Result<Vec<wire::Verifier>, RpcFailure> {
         let snapshot = self.snapshot()?;
         let params = agora_ledger::query::params(&snapshot).map_err(RpcFailure::internal)?;

@@ -219,6 +219,7 @@ fn dispatch(node: &Node, name: &str, raw: Value) -> Result<Value, RpcFailure> {
             to_value(node.proof(&p)?)
         }
         method::VERIFIERS => to_value(node.verifiers()?),
+        method::SAFETY_POLICY => to_value(node.safety_policy()?),
         method::DISPUTE => {
             let p: wire::DisputeParams = params(raw)?;
             to_value(node.dispute(&p.id)?)

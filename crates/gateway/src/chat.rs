@@ -138,10 +138,28 @@ async fn handle(
     // request ignores the `provider` object, as it ignores every unknown field).
     let parsed: agora_api::ChatCompletionRequest = serde_json::from_slice(&body)
         .map_err(|err| ApiError::bad(format!("invalid request body: {err}"), None))?;
-    let model = gateway
+    let mut model = gateway
         .directory
         .model(&parsed.model)
         .ok_or_else(|| ApiError::ModelNotFound(parsed.model.clone()))?;
+    // The governed safety policy, before any payment or provider is involved.
+    let policy = gateway.policy.current();
+    policy
+        .check_prompt(&parsed.messages)
+        .map_err(ApiError::Policy)?;
+    policy
+        .check_output(
+            &model.name,
+            &model.cid,
+            parsed
+                .max_completion_tokens
+                .or(parsed.max_tokens)
+                .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX)),
+        )
+        .map_err(ApiError::Policy)?;
+    model
+        .candidates
+        .retain(|c| policy.region_allowed(&model.name, &model.cid, &c.region));
     let payer = payer(gateway, headers)?;
     let mut plan = routing::plan(
         &model.name,

@@ -20,6 +20,8 @@ pub struct Candidate {
     pub price_in: Amount,
     /// Price per million completion tokens.
     pub price_out: Amount,
+    /// The region label it registered (the safety policy may limit models by region).
+    pub region: String,
 }
 
 impl Candidate {
@@ -171,6 +173,7 @@ fn build(models: &[wire::Model], providers: &[wire::Provider]) -> BTreeMap<Strin
                     endpoint: p.endpoint.trim_end_matches('/').to_owned(),
                     price_in: offer.price_in.parse().ok()?,
                     price_out: offer.price_out.parse().ok()?,
+                    region: p.region.clone(),
                 })
             })
             .collect();

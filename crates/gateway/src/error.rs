@@ -20,6 +20,9 @@ pub enum ApiError {
         /// The offending parameter.
         param: Option<&'static str>,
     },
+    /// Refused by the governed safety policy (400), naming the rule.
+    #[error("{}", .0.message)]
+    Policy(agora_policy::Refusal),
     /// Unknown or malformed API key (401).
     #[error("invalid API key: send 'Authorization: Bearer <key>' with a key this gateway issued")]
     Unauthorized,
@@ -74,7 +77,7 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::Policy(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -91,6 +94,11 @@ impl ApiError {
         let message = self.to_string();
         let (kind, param, code) = match self {
             ApiError::BadRequest { param, .. } => ("invalid_request_error", *param, None),
+            ApiError::Policy(refusal) => (
+                "invalid_request_error",
+                Some(refusal.param),
+                Some("policy_violation"),
+            ),
             ApiError::Unauthorized => ("authentication_error", None, Some("invalid_api_key")),
             ApiError::PaymentRequired { .. } => ("payment_error", None, Some("payment_required")),
             ApiError::ModelNotFound(_) => (

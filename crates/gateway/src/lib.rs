@@ -120,6 +120,10 @@ pub struct Gateway {
     pub chain: explorer::ChainView,
     /// Which transcripts go to verifiers.
     pub verification: verification::Sampler,
+    /// The safety policy governance adopted, as last fetched.
+    pub policy: agora_policy::Governed,
+    /// Fetches policy documents (and serves what it fetched to peers).
+    blobs: agora_store::fetch::Fetcher,
     metrics: metrics::Metrics,
 }
 
@@ -143,6 +147,8 @@ impl Gateway {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| Error::State(e.to_string()))?;
+        let blobs = agora_store::BlobStore::open(config.data_dir.join("blobs"))
+            .map_err(|e| Error::State(e.to_string()))?;
         let gateway = Arc::new(Gateway {
             verification: verification::Sampler::new(config.verify_rate),
             config,
@@ -153,6 +159,8 @@ impl Gateway {
             wallet,
             receipts,
             chain: explorer::ChainView::default(),
+            policy: agora_policy::Governed::default(),
+            blobs: agora_store::fetch::Fetcher::new(blobs),
             metrics: metrics::Metrics::default(),
         });
         gateway
@@ -166,6 +174,9 @@ impl Gateway {
     /// The HTTP routes.
     pub fn router(self: Arc<Self>) -> Router {
         let limit = self.config.max_body_bytes;
+        let blobs = agora_store::serve::routes(agora_store::serve::BlobServer::new(
+            self.blobs.store().clone(),
+        ));
         Router::new()
             .route("/v1/models", get(list_models))
             .route("/v1/chat/completions", post(chat::completions))
@@ -176,6 +187,7 @@ impl Gateway {
             .route("/agora/models", get(explorer::models))
             .route("/agora/proposals", get(explorer::proposals))
             .route("/agora/verification", get(explorer::verification))
+            .route("/agora/policy", get(policy))
             .route("/agora/receipts", get(explorer::receipts))
             .route("/agora/receipts/{id}", get(explorer::receipt))
             .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
@@ -184,6 +196,30 @@ impl Gateway {
             .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().into()) })
             .layer(DefaultBodyLimit::max(limit))
             .with_state(self)
+            .merge(blobs)
+    }
+
+    /// Applies the safety policy the ledger names, fetching it from the node or the providers
+    /// when it changed; a policy that cannot be fetched or parsed leaves the old one in force.
+    async fn follow_policy(&self) {
+        let wanted = match self.rpc.safety_policy().await {
+            Ok(wanted) => wanted,
+            Err(err) => {
+                tracing::debug!(target: "agora::gateway", %err, "reading the safety policy failed");
+                return;
+            }
+        };
+        let mut peers = vec![self.rpc.url().to_owned()];
+        peers.extend(self.directory.providers().into_iter().map(|p| p.endpoint));
+        match self.policy.update(wanted, &self.blobs, &peers).await {
+            Ok(true) => {
+                tracing::info!(target: "agora::gateway", policy = ?wanted.map(|c| c.to_string()), "safety policy in force")
+            }
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(target: "agora::gateway", %err, "the governed safety policy was not applied; the previous one stays in force")
+            }
+        }
     }
 
     /// Refreshes the registry and probes every provider once.
@@ -191,6 +227,7 @@ impl Gateway {
         if let Err(err) = self.directory.refresh(&self.rpc).await {
             tracing::warn!(target: "agora::gateway", %err, "registry refresh failed");
         }
+        self.follow_policy().await;
         let probes = self.directory.providers().into_iter().map(|provider| async move {
             let url = format!("{}/health", provider.endpoint);
             let ok = matches!(
@@ -206,6 +243,11 @@ impl Gateway {
         });
         futures::future::join_all(probes).await;
     }
+}
+
+/// `GET /agora/policy`: the safety policy in force, and a newer one that was refused.
+async fn policy(State(gateway): State<Arc<Gateway>>) -> Json<agora_policy::Status> {
+    Json(gateway.policy.status())
 }
 
 /// Connects and serves on `listener` until `shutdown` resolves.

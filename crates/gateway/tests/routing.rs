@@ -16,6 +16,7 @@ fn candidates() -> Vec<Candidate> {
             endpoint: format!("http://127.0.0.1:{}", 9000 + i),
             price_in: i * UNITS_PER_AGR / 10,
             price_out: i * UNITS_PER_AGR / 5,
+            region: "local".into(),
         })
         .collect()
 }

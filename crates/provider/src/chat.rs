@@ -169,13 +169,41 @@ async fn prepare(
     let model = provider
         .model(&request.model)
         .ok_or_else(|| ApiError::ModelNotFound(request.model.clone()))?;
+    // The governed safety policy: a provider enforces it too, whoever routed the request.
+    let policy = provider.policy.current();
+    policy
+        .check_prompt(&request.messages)
+        .map_err(ApiError::policy)?;
+    if !policy.region_allowed(&model.name, &model.cid, &provider.region) {
+        return Err(ApiError::policy(agora_policy::Refusal {
+            rule: format!("{}.regions", model.name),
+            param: "model",
+            message: format!(
+                "refused by safety rule '{}.regions': this provider's region '{}' may not serve it",
+                model.name, provider.region
+            ),
+        }));
+    }
+    let asked = request
+        .max_completion_tokens
+        .or(request.max_tokens)
+        .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
+    let output_limit = policy
+        .check_output(&model.name, &model.cid, asked)
+        .map_err(ApiError::policy)?;
     let plan = agora_api::plan::plan(request, body)
         .map_err(|err| ApiError::bad(err.message, err.param))?;
     let (stream, include_usage, token_ids) = (plan.stream, plan.include_usage, plan.token_ids);
     let engine = Arc::clone(&model.engine);
-    let request = tokio::task::spawn_blocking(move || engine.request_for(&plan))
+    let mut request = tokio::task::spawn_blocking(move || engine.request_for(&plan))
         .await
         .map_err(|err| ApiError::Internal(err.to_string()))??;
+    policy
+        .check_context(&model.name, &model.cid, request.prompt.len())
+        .map_err(ApiError::policy)?;
+    if let Some(limit) = output_limit {
+        request.max_tokens = Some(request.max_tokens.map_or(limit, |n| n.min(limit)));
+    }
     Ok(Prepared {
         model,
         request,

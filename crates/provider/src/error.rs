@@ -53,6 +53,15 @@ impl ApiError {
         }
     }
 
+    /// A 400 refusal by the governed safety policy, naming the rule.
+    pub fn policy(refusal: agora_policy::Refusal) -> Self {
+        ApiError::BadRequest {
+            message: refusal.message,
+            param: Some(refusal.param),
+            code: Some("policy_violation"),
+        }
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -155,6 +155,10 @@ pub struct Provider {
     blobs: Option<agora_store::BlobStore>,
     /// Governed models the lifecycle could not fetch or load, with the reason.
     failures: RwLock<BTreeMap<Cid, String>>,
+    /// The safety policy governance adopted, as last fetched.
+    pub policy: agora_policy::Governed,
+    /// The region label this provider registers (the policy may limit models by region).
+    region: String,
     max_body_bytes: usize,
     request_timeout: Duration,
     metrics: metrics::Metrics,
@@ -170,6 +174,8 @@ impl Provider {
             models: RwLock::new(models),
             blobs: None,
             failures: RwLock::new(BTreeMap::new()),
+            policy: agora_policy::Governed::default(),
+            region: String::new(),
             max_body_bytes,
             request_timeout,
             metrics: metrics::Metrics::default(),
@@ -186,6 +192,7 @@ impl Provider {
 
     /// Requires a voucher with every request and signs a receipt for every answer.
     pub fn with_payments(mut self, payments: Arc<Payments>) -> Self {
+        self.region = payments.region().to_owned();
         self.payments = Some(payments);
         self
     }
@@ -334,6 +341,14 @@ pub async fn run(
         let provider = Arc::clone(&provider);
         tokio::spawn(Arc::clone(&payments).run(move || provider.offers(), stopped.clone()))
     };
+    let policy = config.blobs.clone().map(|blobs| {
+        tokio::spawn(follow_policy(
+            Arc::clone(&provider),
+            Arc::clone(&payments),
+            blobs,
+            stopped.clone(),
+        ))
+    });
     let follow = match (config.follow, config.blobs) {
         (Some(follow), Some(blobs)) => Some(tokio::spawn(lifecycle::run(
             Arc::clone(&provider),
@@ -350,10 +365,47 @@ pub async fn run(
     })
     .await;
     let _ = settle.await;
-    if let Some(follow) = follow {
-        let _ = follow.await;
+    for task in [follow, policy].into_iter().flatten() {
+        let _ = task.await;
     }
     served
+}
+
+/// Applies the safety policy the ledger names, each second, until `shutdown`: fetched from the
+/// node or other providers and verified; one that fails to fetch or parse leaves the previous
+/// policy in force.
+async fn follow_policy(
+    provider: Arc<Provider>,
+    payments: Arc<Payments>,
+    blobs: agora_store::BlobStore,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let fetcher = agora_store::fetch::Fetcher::new(blobs);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let rpc = payments.rpc();
+        let Ok(wanted) = rpc.safety_policy().await else {
+            continue;
+        };
+        let mut peers = vec![rpc.url().to_owned()];
+        if let Ok(providers) = rpc.providers().await {
+            peers.extend(providers.into_iter().map(|p| p.endpoint));
+        }
+        match provider.policy.update(wanted, &fetcher, &peers).await {
+            Ok(true) => {
+                tracing::info!(target: "agora::provider", policy = ?wanted.map(|c| c.to_string()), "safety policy in force")
+            }
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(target: "agora::provider", %err, "the governed safety policy was not applied; the previous one stays in force")
+            }
+        }
+    }
 }
 
 /// Serves `provider` on `listener` until `shutdown` resolves.

@@ -261,6 +261,11 @@ impl Payments {
         self.account
     }
 
+    /// The region label this provider registers.
+    pub fn region(&self) -> &str {
+        &self.config.region
+    }
+
     /// The ledger client.
     pub fn rpc(&self) -> &Client {
         &self.rpc

@@ -303,6 +303,18 @@ impl Client {
         self.call(method::VERIFIERS, serde_json::Value::Null).await
     }
 
+    /// The CID of the safety policy governance adopted, if any.
+    pub async fn safety_policy(&self) -> Result<Option<Cid>, Error> {
+        let cid: Option<String> = self
+            .call(method::SAFETY_POLICY, serde_json::Value::Null)
+            .await?;
+        cid.map(|text| {
+            text.parse()
+                .map_err(|err| Error::Decode(format!("safety policy CID {text}: {err}")))
+        })
+        .transpose()
+    }
+
     /// A dispute by id (the challenged receipt's id), if one was opened.
     pub async fn dispute(&self, id: &Hash) -> Result<Option<wire::Dispute>, Error> {
         let params = wire::DisputeParams { id: id.to_hex() };

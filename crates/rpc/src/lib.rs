@@ -79,6 +79,8 @@ pub mod method {
     /// How an epoch's emission was split: [`crate::wire::EpochParams`] →
     /// [`crate::wire::EpochRewards`] or null (not settled yet).
     pub const EPOCH_REWARDS: &str = "epoch_rewards";
+    /// The safety policy governance adopted: no params → its CID (a string) or null.
+    pub const SAFETY_POLICY: &str = "safety_policy";
 }
 
 /// JSON-RPC error codes used by the node.

@@ -6,6 +6,7 @@ pub mod genesis;
 pub mod gov;
 pub mod model;
 pub mod node;
+pub mod policy;
 pub mod provider;
 pub mod receipt;
 pub mod verifier;
