@@ -5,7 +5,8 @@
 //!    again.
 //! 2. The first peer that has the blob sends its [`Tree`]; a tree that does not combine to the
 //!    CID marks that peer a liar.
-//! 3. Each peer gets [`WORKERS_PER_PEER`] workers that take groups from one queue and fetch
+//! 3. Each peer gets up to [`WORKERS_PER_PEER`] workers ([`MAX_IN_FLIGHT`] in all) that take
+//!    groups from one queue and fetch
 //!    them with `Range` requests. Each group is checked against the tree before it is written
 //!    at its offset in `.partial-<cid>`, so a bad peer is caught at its first bad group. A
 //!    group that fails goes back on the queue for the other peers.
@@ -40,6 +41,10 @@ use crate::{
 
 /// Concurrent range requests per peer.
 pub const WORKERS_PER_PEER: usize = 4;
+
+/// Range requests in flight across all peers: more only adds contention for the CPU that
+/// verifies and the disk that writes.
+pub const MAX_IN_FLIGHT: usize = 12;
 
 /// Consecutive failures after which a peer is dropped from a fetch.
 pub const MAX_PEER_FAILURES: u32 = 3;
@@ -236,7 +241,8 @@ impl Fetcher {
             }
             let mut workers = tokio::task::JoinSet::new();
             for peer in &live {
-                for _ in 0..WORKERS_PER_PEER {
+                let share = (MAX_IN_FLIGHT / live.len()).clamp(1, WORKERS_PER_PEER);
+                for _ in 0..share {
                     workers.spawn(work(
                         self.client.clone(),
                         Arc::clone(&job),
@@ -473,9 +479,11 @@ async fn work(client: reqwest::Client, job: Arc<Job>, peer: Arc<Peer>, stats: Ar
             let job = Arc::clone(&job);
             tokio::task::spawn_blocking(move || {
                 if !job.tree.verify(group, &bytes) {
-                    return Ok(false);
+                    return Ok::<bool, std::io::Error>(false);
                 }
-                job.file.write_all_at(&bytes, offset).map(|()| true)
+                job.file.write_all_at(&bytes, offset)?;
+                start_writeback(&job.file, offset, bytes.len() as u64);
+                Ok(true)
             })
             .await
         };
@@ -505,6 +513,22 @@ async fn work(client: reqwest::Client, job: Arc<Job>, peer: Arc<Peer>, stats: Ar
                 return;
             }
         }
+    }
+}
+
+/// Starts writing a verified group back to disk now, without waiting, so the fsync before the
+/// final rename has little left to do (it overlaps the rest of the download).
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `sync_file_range` only reads its integer arguments; the descriptor is open for
+    // as long as `file` is borrowed. A failure only means the final fsync does all the work.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
     }
 }
 

@@ -76,6 +76,13 @@ pub(crate) enum Command {
     },
     /// The blobs in the local store.
     Local,
+    /// Serve the local store to peers (`GET /blobs/{cid}` with ranges, `/blobs/{cid}/tree`)
+    /// until SIGINT or SIGTERM: a seed for models, without a node or provider.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8095")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// Runs a model command.
@@ -106,6 +113,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Serve { listen } => tokio::runtime::Runtime::new()?.block_on(async {
+            let routes = agora_store::serve::routes(agora_store::serve::BlobServer::new(
+                data.blobs()?,
+            ));
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            println!("serving blobs on http://{}", listener.local_addr()?);
+            axum::serve(listener, routes)
+                .with_graceful_shutdown(super::shutdown_signal())
+                .await?;
+            anyhow::Ok(())
+        }),
         command => tokio::runtime::Runtime::new()?.block_on(ledger(args.common, data, command)),
     }
 }
@@ -166,7 +184,10 @@ async fn ledger(common: Common, data: DataDirArgs, command: Command) -> anyhow::
             };
             gov::submit(&common, kind, deposit).await
         }
-        Command::FetchDefault | Command::Import { .. } | Command::Local => unreachable!(),
+        Command::FetchDefault
+        | Command::Import { .. }
+        | Command::Local
+        | Command::Serve { .. } => unreachable!("handled without the ledger"),
     }
 }
 
