@@ -280,6 +280,39 @@ async fn a_passed_model_is_fetched_served_and_retired_without_restarts() {
         .unwrap();
     assert_eq!(receipt["receipt"]["model"], cid.to_string(), "{receipt}");
 
+    // Demand by model reaches the ledger with the provider's next receipt commitment, and
+    // `agora model list` shows it next to the default model's.
+    let took = within(
+        Duration::from_secs(90),
+        "the new model's requests on the ledger",
+        || async {
+            rpc.model_stats(&cid, None)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.requests == 1 && s.tokens_out > 0)
+        },
+    )
+    .await;
+    eprintln!("model stats on the ledger after {took:?}");
+    let listed_json = crate::network::run_ok(agora().args([
+        "model",
+        "list",
+        "--json",
+        "--node",
+        &network.rpc_url,
+    ]));
+    let rows: Value = serde_json::from_str(&listed_json).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"]["cid"] == cid.to_string())
+        .unwrap_or_else(|| panic!("{rows}"));
+    assert_eq!(row["stats"]["providers"], 2, "{row}");
+    assert_eq!(row["stats"]["requests"], 1, "{row}");
+    assert_eq!(row["stats"]["min_price_out"], "200000000", "{row}");
+
     // Retire it: the gateway drops the name as soon as the ledger does; providers withdraw it
     // at once and unload it after their 3 s grace period.
     let retired = govern(&network, &["model", "retire", &cid.to_string()]);

@@ -465,6 +465,95 @@ impl Node {
     }
 
     /// `verifiers`.
+    /// `model_stats`: receipts by model from every provider's commitments over the last
+    /// epochs, its offers now, its providers' latest consensus scores, and its disputes.
+    pub(crate) fn model_stats(
+        &self,
+        p: &wire::ModelStatsParams,
+    ) -> Result<Option<wire::ModelStats>, RpcFailure> {
+        use agora_ledger::query;
+        let cid: Cid = p.cid.parse().map_err(RpcFailure::invalid_params)?;
+        let snapshot = self.snapshot()?;
+        let Some(model) = query::model(&snapshot, &cid).map_err(RpcFailure::internal)? else {
+            return Ok(None);
+        };
+        let params = query::params(&snapshot).map_err(RpcFailure::internal)?;
+        let epoch_blocks = params.epoch_blocks.max(1);
+        let height = self.head().height;
+        let to_epoch = height / epoch_blocks;
+        let from_epoch = to_epoch.saturating_sub(p.epochs.unwrap_or(10).min(1_000));
+        let providers = query::providers(&snapshot).map_err(RpcFailure::internal)?;
+        let mut totals = agora_types::ReceiptTotals::default();
+        for view in &providers {
+            for epoch in from_epoch..=to_epoch {
+                let Some(commitment) =
+                    query::receipt_commitment(&snapshot, &view.provider.operator, epoch)
+                        .map_err(RpcFailure::internal)?
+                else {
+                    continue;
+                };
+                for entry in commitment.by_model.iter().filter(|e| e.model == cid) {
+                    totals = totals.checked_add(&entry.totals).unwrap_or(totals);
+                }
+            }
+        }
+        let serving: Vec<_> = providers
+            .iter()
+            .filter(|v| v.active)
+            .filter_map(|v| {
+                let offer = v.provider.info.models.iter().find(|o| o.cid == cid)?;
+                Some((v.provider.operator, offer))
+            })
+            .collect();
+        let latest_scores = (from_epoch..=to_epoch)
+            .rev()
+            .find_map(|epoch| query::epoch_rewards(&snapshot, epoch).ok().flatten());
+        let scores: Vec<u64> = latest_scores
+            .iter()
+            .flat_map(|r| r.providers.iter())
+            .filter(|r| serving.iter().any(|(operator, _)| *operator == r.provider))
+            .map(|r| u64::from(r.consensus_ppm))
+            .collect();
+        let from_height = from_epoch * epoch_blocks;
+        let disputes: Vec<_> = query::disputes(&snapshot, false)
+            .map_err(RpcFailure::internal)?
+            .into_iter()
+            .filter(|d| d.receipt.receipt.model == cid && d.opened_height >= from_height)
+            .collect();
+        let frauds = disputes
+            .iter()
+            .filter(
+                |d| matches!(&d.status, agora_ledger::state::DisputeStatus::Resolved(o) if o.fraud),
+            )
+            .count();
+        Ok(Some(wire::ModelStats {
+            cid: cid.to_string(),
+            name: model.info.name.as_str().to_owned(),
+            status: model_wire(&model).status,
+            from_epoch,
+            to_epoch,
+            requests: totals.requests,
+            tokens_in: totals.tokens_in,
+            tokens_out: totals.tokens_out,
+            amount: totals.amount.to_string(),
+            providers: serving.len() as u64,
+            min_price_in: serving
+                .iter()
+                .map(|(_, o)| o.price_in)
+                .min()
+                .map(|a| a.to_string()),
+            min_price_out: serving
+                .iter()
+                .map(|(_, o)| o.price_out)
+                .min()
+                .map(|a| a.to_string()),
+            mean_score_ppm: (!scores.is_empty())
+                .then(|| scores.iter().sum::<u64>() / scores.len() as u64),
+            disputes: disputes.len() as u64,
+            frauds: frauds as u64,
+        }))
+    }
+
     pub(crate) fn safety_policy(&self) -> Result<Option<String>, RpcFailure> {
         let snapshot = self.snapshot()?;
         let cid = agora_ledger::query::safety_policy(&snapshot).map_err(RpcFailure::internal)?;

@@ -220,6 +220,10 @@ fn dispatch(node: &Node, name: &str, raw: Value) -> Result<Value, RpcFailure> {
         }
         method::VERIFIERS => to_value(node.verifiers()?),
         method::SAFETY_POLICY => to_value(node.safety_policy()?),
+        method::MODEL_STATS => {
+            let p: wire::ModelStatsParams = params(raw)?;
+            to_value(node.model_stats(&p)?)
+        }
         method::DISPUTE => {
             let p: wire::DisputeParams = params(raw)?;
             to_value(node.dispute(&p.id)?)

@@ -576,6 +576,12 @@ async fn receipt_commitments_are_read_back_per_provider_and_epoch() {
         epoch: 0,
         root,
         totals,
+        by_model: vec![agora_types::ModelTotals {
+            model: agora_types::Cid::of(b"model"),
+            totals,
+        }]
+        .try_into()
+        .unwrap(),
     };
     let status = run(client, &bob(), commit).await;
     assert_eq!(status.success, Some(true), "{status:?}");

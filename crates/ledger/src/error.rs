@@ -240,6 +240,9 @@ pub enum TxError {
     /// Receipts for this epoch were already committed.
     #[error("receipts for epoch {0} already committed")]
     AlreadyCommitted(u64),
+    /// A receipt commitment's totals by model are inconsistent.
+    #[error("receipt totals by model: {0}")]
+    BadModelTotals(String),
     /// The proposal deposit is below `proposal_deposit`.
     #[error("deposit {got} is below the minimum {min}")]
     DepositTooLow {
@@ -395,6 +398,7 @@ impl TxError {
             TxError::ClaimExceedsVoucher { .. } => 41,
             TxError::EpochInFuture { .. } => 50,
             TxError::AlreadyCommitted(_) => 51,
+            TxError::BadModelTotals(_) => 52,
             TxError::DepositTooLow { .. } => 60,
             TxError::ProposalNotFound(_) => 61,
             TxError::VotingClosed(_) => 62,

@@ -521,7 +521,8 @@ fn dispatch(ctx: &mut Ctx<'_>, tx: &SignedTx) -> Result<(), Fail> {
             epoch,
             root,
             totals,
-        } => receipts::commit(ctx, signer, *epoch, root, totals),
+            by_model,
+        } => receipts::commit(ctx, signer, *epoch, root, totals, by_model),
         TxBody::Challenge {
             receipt,
             transcript,

@@ -26,7 +26,8 @@
 
 use agora_types::{
     encoding::encode, registry::MAX_ENDPOINT_LEN, AccountId, Amount, BoundedString, ChainId, Cid,
-    Hash, ModelInfo, ProposalKind, ProviderInfo, ProviderScore, ReceiptTotals, SignedReceipt, Vote,
+    Hash, ModelInfo, ModelTotals, ProposalKind, ProviderInfo, ProviderScore, ReceiptTotals,
+    SignedReceipt, Vote,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 
@@ -432,6 +433,8 @@ pub struct ReceiptCommitment {
     pub root: Hash,
     /// Totals.
     pub totals: ReceiptTotals,
+    /// The same totals by model.
+    pub by_model: Vec<ModelTotals>,
     /// Height of the commitment.
     pub height: u64,
 }

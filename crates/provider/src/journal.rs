@@ -15,7 +15,7 @@ use std::{
     sync::Mutex,
 };
 
-use agora_types::{encoding, Amount, Hash, SignedVoucher};
+use agora_types::{encoding, Amount, Cid, Hash, SignedVoucher};
 use serde::{Deserialize, Serialize};
 
 /// One journal line.
@@ -29,6 +29,9 @@ enum Entry {
         tokens_in: u64,
         tokens_out: u64,
         charge: String,
+        /// The model served (CID); absent in journals written before totals by model.
+        #[serde(default)]
+        model: Option<String>,
         channel: String,
         /// Everything the channel owes the provider so far (cumulative).
         owed: String,
@@ -50,6 +53,8 @@ pub struct SettledReceipt {
     pub tokens: (u64, u64),
     /// What the receipt charged.
     pub charge: Amount,
+    /// The model served.
+    pub model: Cid,
 }
 
 /// What a channel owed when the journal was last written.
@@ -133,6 +138,7 @@ impl Journal {
             tokens_in: receipt.tokens.0,
             tokens_out: receipt.tokens.1,
             charge: receipt.charge.to_string(),
+            model: Some(receipt.model.to_string()),
             channel: channel.to_hex(),
             owed: owed.to_string(),
             voucher: hex::encode(encoding::encode(voucher)),
@@ -167,6 +173,7 @@ impl Replay {
                 tokens_in,
                 tokens_out,
                 charge,
+                model,
                 channel,
                 owed,
                 voucher,
@@ -185,12 +192,17 @@ impl Replay {
                 else {
                     return;
                 };
-                self.receipts.push(SettledReceipt {
-                    id,
-                    epoch,
-                    tokens: (tokens_in, tokens_out),
-                    charge,
-                });
+                // A line from before totals by model cannot be committed by model; its
+                // channel's books below still count.
+                if let Some(model) = model.and_then(|m| m.parse::<Cid>().ok()) {
+                    self.receipts.push(SettledReceipt {
+                        id,
+                        epoch,
+                        tokens: (tokens_in, tokens_out),
+                        charge,
+                        model,
+                    });
+                }
                 let state = self.channels.entry(channel).or_insert(ChannelState {
                     owed,
                     voucher: voucher.clone(),
@@ -237,12 +249,14 @@ mod tests {
             epoch: 3,
             tokens: (10, 5),
             charge: 7,
+            model: Cid::of(b"m1"),
         };
         let second = SettledReceipt {
             id: Hash::of(b"r2"),
             epoch: 4,
             tokens: (12, 6),
             charge: 9,
+            model: Cid::of(b"m2"),
         };
         {
             let (journal, replay) = Journal::open(&path).unwrap();

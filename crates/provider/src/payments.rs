@@ -26,7 +26,7 @@ use agora_rpc::Client;
 use crate::journal::{Journal, Replay, SettledReceipt};
 use agora_types::{
     amount, encoding, merkle, AccountId, Amount, ChainId, Cid, Hash, Keypair, MerkleProof,
-    ProviderInfo, Receipt, ReceiptTotals, SignedReceipt, SignedVoucher, TxBody,
+    ModelTotals, ProviderInfo, Receipt, ReceiptTotals, SignedReceipt, SignedVoucher, TxBody,
 };
 
 /// How long a ledger transaction may take to commit.
@@ -125,7 +125,35 @@ impl Book {
 struct Epoch {
     ids: Vec<Hash>,
     totals: ReceiptTotals,
+    by_model: BTreeMap<Cid, ReceiptTotals>,
     committed: Option<Hash>,
+}
+
+impl Epoch {
+    /// Books one receipt.
+    fn add(&mut self, id: Hash, model: Cid, tokens: (u64, u64), charge: Amount) {
+        let one = ReceiptTotals {
+            requests: 1,
+            tokens_in: tokens.0,
+            tokens_out: tokens.1,
+            amount: charge,
+        };
+        self.ids.push(id);
+        for totals in [&mut self.totals, self.by_model.entry(model).or_default()] {
+            *totals = totals.checked_add(&one).unwrap_or(*totals);
+        }
+    }
+
+    /// The totals by model, as `CommitReceipts` carries them.
+    fn by_model(&self) -> Vec<ModelTotals> {
+        self.by_model
+            .iter()
+            .map(|(model, totals)| ModelTotals {
+                model: *model,
+                totals: *totals,
+            })
+            .collect()
+    }
 }
 
 /// Where a receipt sits on the ledger: its epoch's committed root and an inclusion proof.
@@ -227,11 +255,7 @@ impl Payments {
             let mut epochs = self.lock_epochs();
             for receipt in &replay.receipts {
                 let epoch = epochs.entry(receipt.epoch).or_default();
-                epoch.ids.push(receipt.id);
-                epoch.totals.requests += 1;
-                epoch.totals.tokens_in += receipt.tokens.0;
-                epoch.totals.tokens_out += receipt.tokens.1;
-                epoch.totals.amount = epoch.totals.amount.saturating_add(receipt.charge);
+                epoch.add(receipt.id, receipt.model, receipt.tokens, receipt.charge);
             }
             for (number, root) in &replay.committed {
                 if let Some(epoch) = epochs.get_mut(number) {
@@ -506,18 +530,23 @@ impl Payments {
     /// Commits the receipt root of every finished epoch (and, with `all`, the current one).
     pub async fn commit_receipts(&self, all: bool) {
         let current = self.current_epoch();
-        let due: Vec<(u64, Hash, ReceiptTotals)> = self
+        let due: Vec<(u64, Hash, ReceiptTotals, Vec<ModelTotals>)> = self
             .lock_epochs()
             .iter()
             .filter(|(epoch, e)| e.committed.is_none() && (all || **epoch < current))
-            .map(|(epoch, e)| (*epoch, receipt_root(&e.ids), e.totals))
+            .map(|(epoch, e)| (*epoch, receipt_root(&e.ids), e.totals, e.by_model()))
             .collect();
-        for (epoch, root, totals) in due {
+        for (epoch, root, totals, by_model) in due {
+            let Ok(by_model) = by_model.try_into() else {
+                tracing::warn!(target: "agora::provider", epoch, "more models in one epoch than a commitment holds");
+                continue;
+            };
             match self
                 .submit(TxBody::CommitReceipts {
                     epoch,
                     root,
                     totals,
+                    by_model,
                 })
                 .await
             {
@@ -628,23 +657,23 @@ impl Hold {
                     .next_back()
                     .map_or(epoch, |last| (last + 1).max(epoch))
             });
-        let entry = epochs.entry(epoch).or_default();
-        entry.ids.push(id);
-        entry.totals.requests += 1;
-        entry.totals.tokens_in += u64::from(signed.receipt.prompt_tokens);
-        entry.totals.tokens_out += u64::from(signed.receipt.completion_tokens);
-        entry.totals.amount = entry.totals.amount.saturating_add(charge);
+        let tokens = (
+            u64::from(signed.receipt.prompt_tokens),
+            u64::from(signed.receipt.completion_tokens),
+        );
+        epochs
+            .entry(epoch)
+            .or_default()
+            .add(id, signed.receipt.model, tokens, charge);
         // On disk before the receipt leaves, so a restart still claims and commits it; written
         // under the epochs lock, so the journal keeps each epoch's receipts in root order.
         if let (Some(journal), Some((owed, Some(voucher)))) = (&payments.journal, books_after) {
             let settled = SettledReceipt {
                 id,
                 epoch,
-                tokens: (
-                    u64::from(signed.receipt.prompt_tokens),
-                    u64::from(signed.receipt.completion_tokens),
-                ),
+                tokens,
                 charge,
+                model: signed.receipt.model,
             };
             journal.settled(&settled, &self.channel, owed, &voucher);
         }

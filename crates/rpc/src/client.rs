@@ -303,6 +303,22 @@ impl Client {
         self.call(method::VERIFIERS, serde_json::Value::Null).await
     }
 
+    /// One model's demand and quality over the last `epochs` epochs (default 10).
+    pub async fn model_stats(
+        &self,
+        cid: &Cid,
+        epochs: Option<u64>,
+    ) -> Result<Option<wire::ModelStats>, Error> {
+        self.call(
+            method::MODEL_STATS,
+            wire::ModelStatsParams {
+                cid: cid.to_string(),
+                epochs,
+            },
+        )
+        .await
+    }
+
     /// The CID of the safety policy governance adopted, if any.
     pub async fn safety_policy(&self) -> Result<Option<Cid>, Error> {
         let cid: Option<String> = self

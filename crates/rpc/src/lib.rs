@@ -79,6 +79,9 @@ pub mod method {
     /// How an epoch's emission was split: [`crate::wire::EpochParams`] →
     /// [`crate::wire::EpochRewards`] or null (not settled yet).
     pub const EPOCH_REWARDS: &str = "epoch_rewards";
+    /// One model's demand and quality over recent epochs: [`crate::wire::ModelStatsParams`] →
+    /// [`crate::wire::ModelStats`] or null (no such model).
+    pub const MODEL_STATS: &str = "model_stats";
     /// The safety policy governance adopted: no params → its CID (a string) or null.
     pub const SAFETY_POLICY: &str = "safety_policy";
 }

@@ -183,6 +183,52 @@ pub struct Model {
     pub status: String,
 }
 
+/// Params of `model_stats`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelStatsParams {
+    /// The model's CID.
+    pub cid: String,
+    /// How many epochs back from the current one to cover (default 10).
+    #[serde(default)]
+    pub epochs: Option<u64>,
+}
+
+/// Result of `model_stats`: what a proposal to retire or replace a model can cite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelStats {
+    /// The model's CID.
+    pub cid: String,
+    /// Its name.
+    pub name: String,
+    /// `active` or `retired`.
+    pub status: String,
+    /// First epoch covered.
+    pub from_epoch: u64,
+    /// Last epoch covered (the current one, whose receipts may not be committed yet).
+    pub to_epoch: u64,
+    /// Requests served, from providers' receipt commitments.
+    pub requests: u64,
+    /// Prompt tokens processed.
+    pub tokens_in: u64,
+    /// Completion tokens generated.
+    pub tokens_out: u64,
+    /// Amount paid for it (base units).
+    pub amount: String,
+    /// Active providers serving it now.
+    pub providers: u64,
+    /// Lowest offered price per million prompt tokens (base units), if anyone serves it.
+    pub min_price_in: Option<String>,
+    /// Lowest offered price per million completion tokens (base units).
+    pub min_price_out: Option<String>,
+    /// Mean consensus quality score (parts per million) of its providers in the latest epoch
+    /// with rewards, if any was scored.
+    pub mean_score_ppm: Option<u64>,
+    /// Disputes over its receipts opened in the period.
+    pub disputes: u64,
+    /// Of those, resolved as fraud.
+    pub frauds: u64,
+}
+
 /// Params naming a proposal (`proposal`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProposalParams {

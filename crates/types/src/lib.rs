@@ -63,5 +63,5 @@ pub use receipt::{Receipt, SamplingParams, SignedReceipt};
 pub use registry::{ModelInfo, ModelOffer, ProviderInfo};
 pub use signing::{domain, ChainId, Domain};
 pub use transcript::Transcript;
-pub use tx::{score_commitment, ProviderScore, ReceiptTotals, SignedTx, TxBody};
+pub use tx::{score_commitment, ModelTotals, ProviderScore, ReceiptTotals, SignedTx, TxBody};
 pub use voucher::{SignedVoucher, Voucher};

@@ -13,7 +13,7 @@ use crate::{
     governance::{ProposalKind, Vote},
     keys::{self, AccountId, Keypair, Signature},
     receipt::SignedReceipt,
-    registry::{ProviderInfo, MAX_ENDPOINT_LEN},
+    registry::{ProviderInfo, MAX_ENDPOINT_LEN, MAX_PROVIDER_MODELS},
     signing::{domain, signing_bytes, ChainId},
     voucher::SignedVoucher,
     Amount, Cid, Hash,
@@ -48,6 +48,27 @@ pub struct ReceiptTotals {
     pub tokens_out: u64,
     /// Amount charged.
     pub amount: Amount,
+}
+
+impl ReceiptTotals {
+    /// These totals plus `other`'s, or `None` on overflow.
+    pub fn checked_add(&self, other: &ReceiptTotals) -> Option<ReceiptTotals> {
+        Some(ReceiptTotals {
+            requests: self.requests.checked_add(other.requests)?,
+            tokens_in: self.tokens_in.checked_add(other.tokens_in)?,
+            tokens_out: self.tokens_out.checked_add(other.tokens_out)?,
+            amount: self.amount.checked_add(other.amount)?,
+        })
+    }
+}
+
+/// One model's share of an epoch's receipt totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ModelTotals {
+    /// The model served.
+    pub model: Cid,
+    /// Totals of the receipts for it.
+    pub totals: ReceiptTotals,
 }
 
 /// One verifier's quality score for one provider.
@@ -135,6 +156,9 @@ pub enum TxBody {
         root: Hash,
         /// Totals of those receipts.
         totals: ReceiptTotals,
+        /// The same totals by model (distinct models, summing to `totals`), so demand per
+        /// model is on the ledger.
+        by_model: BoundedVec<ModelTotals, MAX_PROVIDER_MODELS>,
     },
     /// Challenge a receipt as fraudulent; a committee of verifiers votes on it.
     Challenge {

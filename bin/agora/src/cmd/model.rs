@@ -20,8 +20,14 @@ pub(crate) struct Args {
 /// Model commands.
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
-    /// The ledger's models: status, size, and the providers serving each.
-    List,
+    /// The ledger's models with their demand and quality over recent epochs (tokens served,
+    /// providers, lowest price, mean provider score, disputes and frauds), so a proposal to
+    /// retire or replace one can cite the figures.
+    List {
+        /// Epochs back from the current one.
+        #[arg(long, default_value_t = 10)]
+        epochs: u64,
+    },
     /// One model (by name or CID): the ledger's record and its providers.
     Show {
         /// Name or CID.
@@ -114,9 +120,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { listen } => tokio::runtime::Runtime::new()?.block_on(async {
-            let routes = agora_store::serve::routes(agora_store::serve::BlobServer::new(
-                data.blobs()?,
-            ));
+            let routes =
+                agora_store::serve::routes(agora_store::serve::BlobServer::new(data.blobs()?));
             let listener = tokio::net::TcpListener::bind(listen).await?;
             println!("serving blobs on http://{}", listener.local_addr()?);
             axum::serve(listener, routes)
@@ -130,7 +135,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 
 async fn ledger(common: Common, data: DataDirArgs, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::List => list(&common).await,
+        Command::List { epochs } => list(&common, epochs).await,
         Command::Show { model } => show(&common, &model).await,
         Command::Fetch {
             cid,
@@ -184,10 +189,9 @@ async fn ledger(common: Common, data: DataDirArgs, command: Command) -> anyhow::
             };
             gov::submit(&common, kind, deposit).await
         }
-        Command::FetchDefault
-        | Command::Import { .. }
-        | Command::Local
-        | Command::Serve { .. } => unreachable!("handled without the ledger"),
+        Command::FetchDefault | Command::Import { .. } | Command::Local | Command::Serve { .. } => {
+            unreachable!("handled without the ledger")
+        }
     }
 }
 
@@ -195,22 +199,60 @@ fn label<const MAX: usize>(text: &str) -> anyhow::Result<BoundedString<MAX>> {
     BoundedString::new(text).map_err(|err| anyhow::anyhow!("{text}: {err}"))
 }
 
-async fn list(common: &Common) -> anyhow::Result<()> {
+async fn list(common: &Common, epochs: u64) -> anyhow::Result<()> {
     let client = common.client()?;
-    let models = client.models().await?;
-    let providers = client.providers().await?;
+    let mut stats = Vec::new();
+    for model in client.models().await? {
+        let cid = gov::cid(&model.cid)?;
+        if let Some(s) = client.model_stats(&cid, Some(epochs)).await? {
+            stats.push((model, s));
+        }
+    }
     if common.json {
-        println!("{}", serde_json::to_string_pretty(&models)?);
+        let rows: Vec<_> = stats
+            .iter()
+            .map(|(model, s)| serde_json::json!({"model": model, "stats": s}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    for m in models {
-        let serving = providers
-            .iter()
-            .filter(|p| p.status == "active" && p.models.iter().any(|o| o.cid == m.cid))
-            .count();
+    if let Some((_, s)) = stats.first() {
+        println!("epochs {}..={}", s.from_epoch, s.to_epoch);
+    }
+    println!(
+        "{:<8} {:<24} {:<7} {:>9} {:>11} {:>9} {:>14} {:>7} {:>8}  cid",
+        "status",
+        "name",
+        "quant",
+        "providers",
+        "tokens out",
+        "requests",
+        "min price out",
+        "score",
+        "frauds"
+    );
+    for (m, s) in stats {
+        let price = s
+            .min_price_out
+            .as_deref()
+            .and_then(|p| p.parse().ok())
+            .map_or("-".into(), agora_types::amount::format_agr);
+        let score = s
+            .mean_score_ppm
+            .map_or("-".into(), |ppm| format!("{:.2}", ppm as f64 / 1e6));
         println!(
-            "{:<8} {:<28} {} {:<7} {:>11} bytes  {serving} provider(s)",
-            m.status, m.name, m.cid, m.quantization, m.size
+            "{:<8} {:<24} {:<7} {:>9} {:>11} {:>9} {:>14} {:>7} {:>4}/{:<3}  {}",
+            m.status,
+            m.name,
+            m.quantization,
+            s.providers,
+            s.tokens_out,
+            s.requests,
+            price,
+            score,
+            s.frauds,
+            s.disputes,
+            m.cid
         );
     }
     Ok(())
@@ -230,12 +272,14 @@ async fn show(common: &Common, wanted: &str) -> anyhow::Result<()> {
         .into_iter()
         .filter(|p| p.models.iter().any(|o| o.cid == model.cid))
         .collect();
+    let stats = client.model_stats(&gov::cid(&model.cid)?, None).await?;
     if common.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "model": model,
                 "providers": providers,
+                "stats": stats,
             }))?
         );
         return Ok(());
@@ -247,6 +291,12 @@ async fn show(common: &Common, wanted: &str) -> anyhow::Result<()> {
     println!("  context       {}", model.context_length);
     println!("  licence       {}", model.license);
     println!("  size          {} bytes", model.size);
+    if let Some(s) = stats {
+        println!(
+            "  epochs {}..={}: {} requests, {} tokens in, {} out; {} dispute(s), {} fraud",
+            s.from_epoch, s.to_epoch, s.requests, s.tokens_in, s.tokens_out, s.disputes, s.frauds
+        );
+    }
     for p in providers {
         let offer = p.models.iter().find(|o| o.cid == model.cid);
         println!(

@@ -185,16 +185,28 @@ impl World {
                 vote: [Vote::Yes, Vote::No, Vote::Abstain][s.other % 3],
             },
             10 => TxBody::RegisterProvider(provider_info(&[model("base").cid])),
-            11 => TxBody::CommitReceipts {
-                epoch: self.epoch().saturating_sub(s.small % 2),
-                root: Hash::of(b"r"),
-                totals: agora_types::ReceiptTotals {
+            11 => {
+                let totals = agora_types::ReceiptTotals {
                     requests: 1,
                     tokens_in: s.small,
                     tokens_out: s.small * 10,
                     amount: 1,
-                },
-            },
+                };
+                // Usually consistent totals by model; sometimes ones that do not add up.
+                let mut by_model = agora_types::ModelTotals {
+                    model: model("base").cid,
+                    totals,
+                };
+                if s.other % 5 == 0 {
+                    by_model.totals.tokens_out += 1;
+                }
+                TxBody::CommitReceipts {
+                    epoch: self.epoch().saturating_sub(s.small % 2),
+                    root: Hash::of(b"r"),
+                    totals,
+                    by_model: vec![by_model].try_into().unwrap(),
+                }
+            }
             12 => {
                 // Mostly a real receipt by "prov"; sometimes one signed by someone else.
                 let signer = if s.amount_sel == 4 {

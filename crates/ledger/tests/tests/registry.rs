@@ -116,11 +116,41 @@ fn receipts_commit_once_per_epoch_for_registered_providers() {
         tokens_out: 60,
         amount: 900,
     };
+    let by_model = |parts: &[(&str, u64)]| {
+        parts
+            .iter()
+            .map(|(name, requests)| agora_types::ModelTotals {
+                model: model(name).cid,
+                totals: ReceiptTotals {
+                    requests: *requests,
+                    tokens_in: 10 * requests,
+                    tokens_out: 20 * requests,
+                    amount: 300 * u128::from(*requests),
+                },
+            })
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap()
+    };
     let commit = |epoch| TxBody::CommitReceipts {
         epoch,
         root: Hash::of(b"root"),
         totals,
+        by_model: by_model(&[("base", 2), ("other", 1)]),
     };
+    // Totals by model must add up to the totals, each model once.
+    for parts in [&[("base", 2)][..], &[("base", 2), ("base", 1)][..]] {
+        let bad = TxBody::CommitReceipts {
+            epoch: 0,
+            root: Hash::of(b"root"),
+            totals,
+            by_model: by_model(parts),
+        };
+        assert!(
+            matches!(net.run("prov", bad), Err(TxError::BadModelTotals(_))),
+            "{parts:?}"
+        );
+    }
     assert_eq!(net.run("alice", commit(0)), Err(TxError::NotRegistered));
     net.run("prov", commit(0)).unwrap();
     assert_eq!(

@@ -73,15 +73,22 @@ fn reveal_body(name: &str, epoch: u64, scores: &[ProviderScore]) -> TxBody {
 }
 
 fn receipts(epoch: u64, tokens_out: u64) -> TxBody {
+    let totals = ReceiptTotals {
+        requests: 10,
+        tokens_in: 5_000,
+        tokens_out,
+        amount: 1,
+    };
     TxBody::CommitReceipts {
         epoch,
         root: Hash::of(b"root"),
-        totals: ReceiptTotals {
-            requests: 10,
-            tokens_in: 5_000,
-            tokens_out,
-            amount: 1,
-        },
+        totals,
+        by_model: vec![agora_types::ModelTotals {
+            model: agora_types::Cid::of(b"model"),
+            totals,
+        }]
+        .try_into()
+        .unwrap(),
     }
 }
 

@@ -108,6 +108,17 @@ fn sample(chain: &ChainId, payer: &Keypair, payee: AccountId) -> Vec<u8> {
                 tokens_out: 3,
                 amount: 4,
             },
+            by_model: vec![agora_types::ModelTotals {
+                model: Cid::of(b"m"),
+                totals: ReceiptTotals {
+                    requests: 1,
+                    tokens_in: 2,
+                    tokens_out: 3,
+                    amount: 4,
+                },
+            }]
+            .try_into()
+            .unwrap(),
         },
         TxBody::Challenge {
             receipt: receipt.clone(),
