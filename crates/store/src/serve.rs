@@ -84,9 +84,8 @@ fn plain(status: StatusCode, text: String) -> Response {
     (status, text).into_response()
 }
 
-fn parse_cid(text: &str) -> Result<Cid, Response> {
-    text.parse()
-        .map_err(|err| plain(StatusCode::BAD_REQUEST, format!("not a CID: {err}")))
+fn parse_cid(text: &str) -> Result<Cid, String> {
+    text.parse().map_err(|err| format!("not a CID: {err}"))
 }
 
 fn store_error(cid: &Cid, err: Error) -> Response {
@@ -106,7 +105,7 @@ fn store_error(cid: &Cid, err: Error) -> Response {
 async fn tree(State(server): State<Arc<BlobServer>>, Path(cid): Path<String>) -> Response {
     let cid = match parse_cid(&cid) {
         Ok(cid) => cid,
-        Err(response) => return response,
+        Err(reason) => return plain(StatusCode::BAD_REQUEST, reason),
     };
     match server.tree(&cid).await {
         Ok(tree) => (
@@ -161,7 +160,7 @@ async fn blob(
 ) -> Response {
     let cid = match parse_cid(&cid) {
         Ok(cid) => cid,
-        Err(response) => return response,
+        Err(reason) => return plain(StatusCode::BAD_REQUEST, reason),
     };
     let path = server.store.path(&cid);
     let mut file = match tokio::fs::File::open(&path).await {

@@ -128,7 +128,7 @@ async fn an_interrupted_fetch_resumes_with_what_it_had() {
     )
     .await;
     let report = Fetcher::new(store.clone())
-        .fetch(cid, &[honest.clone()], &mut |_, _| {})
+        .fetch(cid, std::slice::from_ref(&honest), &mut |_, _| {})
         .await
         .unwrap();
     assert_eq!(report.resumed_bytes, 3 * GROUP);

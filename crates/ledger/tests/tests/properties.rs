@@ -197,7 +197,7 @@ impl World {
                     model: model("base").cid,
                     totals,
                 };
-                if s.other % 5 == 0 {
+                if s.other.is_multiple_of(5) {
                     by_model.totals.tokens_out += 1;
                 }
                 TxBody::CommitReceipts {
