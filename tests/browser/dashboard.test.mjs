@@ -244,7 +244,8 @@ test("the dashboard shows the devnet, streams a paid answer with its receipt and
     "propose", "text", title], { timeout: 60_000, stdio: ["ignore", "pipe", "pipe"] });
   await page.click('nav a[href="#/governance"]');
   await page.waitForFunction((t) => document.querySelector("#gov-body").textContent.includes(t), title, { timeout: 15_000 });
-  assert.match(await page.textContent("#gov-body"), /voting/);
+  // Dev votes last 10 blocks, so by now it may be voting or already closed without quorum.
+  assert.match(await page.textContent("#gov-body"), /voting|noquorum/);
   await shoot(page, "governance");
 
   // Once the provider commits the receipt's epoch, its proof and on-chain root check out too.

@@ -12,7 +12,7 @@
 //! default below the largest honest margin would flag honest providers.
 
 use agora_engine::{ChatMessage, Engine, EngineConfig, GenerateRequest, SamplingParams};
-use agora_verifier::{check, Margins, Thresholds};
+use agora_verifier::{check_scores, top_tokens_needed, Margins, Thresholds};
 use futures::{executor::block_on, future::join_all};
 
 const PROMPTS: [&str; 12] = [
@@ -86,6 +86,7 @@ struct Worst {
     margins: Margins,
     z: f64,
     flagged: usize,
+    forgiven: usize,
     greedy: usize,
     sampled: usize,
 }
@@ -99,10 +100,10 @@ fn main() {
     let verifier = engine(2, 1);
     let open = Thresholds {
         logit_epsilon: f32::INFINITY,
-        tie_epsilon: Thresholds::default().tie_epsilon,
         pick_slack: f64::INFINITY,
-        mass_slack: Thresholds::default().mass_slack,
         max_z: f64::INFINITY,
+        near_misses: 0,
+        ..Thresholds::default()
     };
     let defaults = Thresholds::default();
     let mut worst = Worst::default();
@@ -136,22 +137,25 @@ fn main() {
             if output.is_empty() {
                 continue;
             }
-            let verdict = block_on(check(&verifier, prompt, &output, sampling, 0, &open))
+            let scores = block_on(verifier.score(prompt, &output, top_tokens_needed(sampling)))
                 .expect("score the answer");
+            // The raw margins with every threshold open, then the verdict the defaults give
+            // (near misses forgiven as the defaults allow).
+            let verdict = check_scores(&scores, sampling, 0, &open);
+            let judged = check_scores(&scores, sampling, 0, &defaults);
             let m = verdict.margins;
             worst.margins.greedy_gap = worst.margins.greedy_gap.max(m.greedy_gap);
             worst.margins.set_gap = worst.margins.set_gap.max(m.set_gap);
             worst.margins.pick_gap = worst.margins.pick_gap.max(m.pick_gap);
             worst.margins.nucleus_gap = worst.margins.nucleus_gap.max(m.nucleus_gap);
             worst.z = worst.z.max(verdict.z.unwrap_or(0.0).abs());
-            let flagged = m.greedy_gap > defaults.logit_epsilon
-                || m.set_gap > defaults.logit_epsilon
-                || m.pick_gap > defaults.pick_slack
-                || m.nucleus_gap > defaults.mass_slack
-                || verdict.z.is_some_and(|z| z.abs() > defaults.max_z);
+            let flagged = !judged.passed();
             worst.flagged += usize::from(flagged);
+            worst.forgiven += usize::from(judged.margins.near_misses > 0);
             if flagged {
                 println!("flagged: job {job} {sampling:?} {m:?} z {:?}", verdict.z);
+            } else if judged.margins.near_misses > 0 {
+                println!("near miss forgiven: job {job} {sampling:?} {m:?}");
             }
             if sampling.is_greedy() {
                 worst.greedy += 1;
@@ -200,7 +204,11 @@ fn main() {
     );
     row("likelihood |z|", worst.z, defaults.max_z);
     println!(
-        "honest jobs the default thresholds would flag: {}",
-        worst.flagged
+        "honest jobs the default thresholds would flag: {} ({} passed with a near miss forgiven; at most {} per answer, pick gap <= {}, top-p boundary <= {})",
+        worst.flagged,
+        worst.forgiven,
+        defaults.near_misses,
+        defaults.near_miss_pick_slack,
+        defaults.near_miss_mass_slack
     );
 }

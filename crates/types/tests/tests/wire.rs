@@ -9,7 +9,7 @@ use agora_types::{
     ProviderScore, Receipt, ReceiptTotals, SamplingParams, SignedTx, TxBody, Vote, Voucher,
 };
 
-const PINNED: &str = "6061b39fe864f3443773241ba120fb310c2f88055d36aaebcd508e2aacb9a800";
+const PINNED: &str = "8ca4c4ed32568400fbf617b19629542e93b70d9c4ca42a7aef7fc6ba535aa4fb";
 
 fn model() -> ModelInfo {
     ModelInfo {
