@@ -379,6 +379,19 @@ async fn a_passed_model_is_fetched_served_and_retired_without_restarts() {
         )
         .await;
     }
+    // The retired model's blob is garbage now; the default model is not.
+    let provider_data = work.path().join("provider-1");
+    let collected = crate::network::run_ok(
+        agora()
+            .args(["model", "gc", "--node", &network.rpc_url, "--data-dir"])
+            .arg(&provider_data),
+    );
+    assert_eq!(collected.trim(), format!("removed {cid}"));
+    let store = BlobStore::open(provider_data.join("blobs")).unwrap();
+    assert_eq!(
+        store.list().unwrap(),
+        vec![agora_store::default_model::cid()]
+    );
 
     // A model no peer has passes (governance does not fetch), and each provider reports that
     // it cannot fetch it, retries later, and keeps serving what it has.

@@ -49,6 +49,17 @@ pub async fn spawn(store: BlobStore, behaviour: Behaviour) -> String {
     spawn_counted(store, behaviour).await.0
 }
 
+/// An honest peer that answers at once.
+pub async fn spawn_honest(store: BlobStore) -> String {
+    spawn(
+        store,
+        Behaviour::Honest {
+            delay: Duration::ZERO,
+        },
+    )
+    .await
+}
+
 /// Like [`spawn`], also returning how many ranges the peer has answered so far.
 pub async fn spawn_counted(store: BlobStore, behaviour: Behaviour) -> (String, Arc<AtomicUsize>) {
     let honest = serve::routes(serve::BlobServer::new(store));

@@ -89,13 +89,7 @@ async fn a_tree_that_is_not_the_cids_marks_the_peer_a_liar() {
     let bytes = peers::random_blob(3 * GROUP as usize + 10, 2);
     let (source, cid, _dir) = seeded(&bytes);
     let liar = peers::spawn(source.clone(), Behaviour::WrongTree).await;
-    let honest = peers::spawn(
-        source,
-        Behaviour::Honest {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
+    let honest = peers::spawn_honest(source).await;
     let (store, _target) = empty_store();
     let fetcher = Fetcher::new(store.clone());
     let report = fetcher
@@ -120,13 +114,7 @@ async fn an_interrupted_fetch_resumes_with_what_it_had() {
     assert!(matches!(err, Error::Fetch(_)), "{err}");
     assert!(!store.has(&cid), "nothing unverified is in place");
     // A new fetcher (as after a restart) keeps those three groups and fetches the rest.
-    let honest = peers::spawn(
-        source,
-        Behaviour::Honest {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
+    let honest = peers::spawn_honest(source).await;
     let report = Fetcher::new(store.clone())
         .fetch(cid, std::slice::from_ref(&honest), &mut |_, _| {})
         .await
@@ -140,13 +128,7 @@ async fn an_interrupted_fetch_resumes_with_what_it_had() {
 async fn a_blob_that_rotted_on_disk_is_fetched_again() {
     let bytes = peers::random_blob(2 * GROUP as usize + 7, 4);
     let (source, cid, _dir) = seeded(&bytes);
-    let honest = peers::spawn(
-        source,
-        Behaviour::Honest {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
+    let honest = peers::spawn_honest(source).await;
     let (store, _target) = empty_store();
     let fetcher = Fetcher::new(store.clone());
     assert!(
@@ -174,13 +156,7 @@ async fn a_blob_that_rotted_on_disk_is_fetched_again() {
 async fn a_peer_serves_a_rotten_blob_as_missing_and_bad_ids_get_400() {
     let bytes = peers::random_blob(GROUP as usize + 1, 5);
     let (source, cid, _dir) = seeded(&bytes);
-    let url = peers::spawn(
-        source.clone(),
-        Behaviour::Honest {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
+    let url = peers::spawn_honest(source.clone()).await;
     let client = reqwest::Client::new();
     let status = |path: String| {
         let client = client.clone();

@@ -65,6 +65,13 @@ pub(crate) enum Command {
         #[arg(long)]
         deposit: Option<String>,
     },
+    /// Remove local blobs nothing on the ledger references: not an active model, not the
+    /// safety policy, not the transcript of an open dispute.
+    Gc {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Propose retiring a model.
     Retire {
         /// The model's CID.
@@ -183,6 +190,7 @@ async fn ledger(common: Common, data: DataDirArgs, command: Command) -> anyhow::
             };
             gov::submit(&common, kind, deposit).await
         }
+        Command::Gc { dry_run } => gc(&common, &data, dry_run).await,
         Command::Retire { cid, deposit } => {
             let kind = ProposalKind::RetireModel {
                 cid: gov::cid(&cid)?,
@@ -193,6 +201,31 @@ async fn ledger(common: Common, data: DataDirArgs, command: Command) -> anyhow::
             unreachable!("handled without the ledger")
         }
     }
+}
+
+async fn gc(common: &Common, data: &DataDirArgs, dry_run: bool) -> anyhow::Result<()> {
+    let client = common.client()?;
+    let mut keep = std::collections::BTreeSet::new();
+    for model in client.models().await? {
+        if model.status == "active" {
+            keep.insert(gov::cid(&model.cid)?);
+        }
+    }
+    keep.extend(client.safety_policy().await?);
+    for dispute in client.disputes(true, None).await? {
+        keep.insert(gov::cid(&dispute.transcript)?);
+    }
+    let store = data.blobs()?;
+    if dry_run {
+        for cid in store.list()?.into_iter().filter(|c| !keep.contains(c)) {
+            println!("would remove {cid}");
+        }
+        return Ok(());
+    }
+    for cid in store.gc(&keep)? {
+        println!("removed {cid}");
+    }
+    Ok(())
 }
 
 fn label<const MAX: usize>(text: &str) -> anyhow::Result<BoundedString<MAX>> {
