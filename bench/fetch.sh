@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Model fetch benchmark: the default model (98 MB) fetched and verified by `agora model fetch`
 # from 1 and from 3 peers on loopback, against a raw `curl` download of the same file from the
-# same server, in the same run. Each figure is the best of $AGORA_BENCH_RUNS (default 3) and
+# same server, in the same run. Each figure is the best of $AGORA_BENCH_RUNS (default 10) and
 # includes the fetcher's process start, tree check, per-MiB verification, fsync and rename.
 # Prints:
 #   fetch 1 peer / curl     (target >= 0.8)
 #   fetch 3 peers / curl    (target >= 0.8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs="${AGORA_BENCH_RUNS:-3}"
+runs="${AGORA_BENCH_RUNS:-10}"
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release --locked --workspace --bin agora
 agora="$target/release/agora"

@@ -203,6 +203,16 @@ fn main() {
         defaults.pick_slack,
     );
     row("likelihood |z|", worst.z, defaults.max_z);
+    row(
+        "near miss: pick (prob)",
+        worst.margins.pick_gap,
+        defaults.near_miss_pick_slack,
+    );
+    row(
+        "near miss: top-p (prob)",
+        worst.margins.nucleus_gap,
+        defaults.near_miss_mass_slack,
+    );
     println!(
         "honest jobs the default thresholds would flag: {} ({} passed with a near miss forgiven; at most {} per answer, pick gap <= {}, top-p boundary <= {})",
         worst.flagged,

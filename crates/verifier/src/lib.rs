@@ -72,7 +72,10 @@ impl Default for Thresholds {
     /// open questions for the calibration, not thresholds to widen blindly. A rerun on another
     /// machine flagged 4 of 1,000 (pick gaps 0.100 and 0.132, top-p boundaries 0.054 and
     /// 0.058), while 1,000 honest jobs through real providers (`bench/verification.sh`)
-    /// flagged none.
+    /// flagged none. Each of those was a single position in its answer, so one near miss per
+    /// answer is forgiven (pick gap up to 0.35, boundary up to 0.1): the same 1,000 jobs then
+    /// flag none, with the near misses 2.7× and 1.7× inside those limits, and an answer under
+    /// another seed still misses at many positions.
     fn default() -> Self {
         Thresholds {
             logit_epsilon: 1.5,
