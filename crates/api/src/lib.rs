@@ -107,6 +107,21 @@ pub struct AgoraResponse {
     pub failovers: Vec<String>,
 }
 
+impl ChatCompletionRequest {
+    /// The completion limit asked for (`max_completion_tokens`, else `max_tokens`), as sent:
+    /// negative values stay negative so that [`plan::plan`] can refuse them.
+    pub fn requested_max_tokens(&self) -> Option<i64> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// [`Self::requested_max_tokens`] clamped into `u32` (negative as 0), for comparing with
+    /// limits before the request is planned.
+    pub fn requested_max_tokens_u32(&self) -> Option<u32> {
+        self.requested_max_tokens()
+            .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+    }
+}
+
 /// Streaming options.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct StreamOptions {

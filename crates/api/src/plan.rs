@@ -127,7 +127,7 @@ pub fn plan(request: ChatCompletionRequest, body: &[u8]) -> Result<ChatPlan, Pla
         Some(k) if (0..=i64::from(u32::MAX)).contains(&k) => Some(k as u32),
         Some(_) => return Err(bad("top_k must be a non-negative integer", "top_k")),
     };
-    let max_tokens = match request.max_completion_tokens.or(request.max_tokens) {
+    let max_tokens = match request.requested_max_tokens() {
         None => None,
         Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
         Some(_) => return Err(bad("max_tokens must be at least 1", "max_tokens")),

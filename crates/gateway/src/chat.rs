@@ -148,14 +148,7 @@ async fn handle(
         .check_prompt(&parsed.messages)
         .map_err(ApiError::Policy)?;
     policy
-        .check_output(
-            &model.name,
-            &model.cid,
-            parsed
-                .max_completion_tokens
-                .or(parsed.max_tokens)
-                .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX)),
-        )
+        .check_output(&model.name, &model.cid, parsed.requested_max_tokens_u32())
         .map_err(ApiError::Policy)?;
     model
         .candidates
@@ -170,8 +163,7 @@ async fn handle(
     )
     .map_err(ApiError::NoRoute)?;
     let max_tokens = parsed
-        .max_completion_tokens
-        .or(parsed.max_tokens)
+        .requested_max_tokens()
         .filter(|n| *n > 0)
         .map_or(u64::from(model.context_length), |n| n as u64);
     let input = body.len() as u64;
@@ -212,13 +204,16 @@ async fn handle(
         }
     }
     let stream = parsed.stream;
-    let include_usage = parsed.stream_options.is_some_and(|o| o.include_usage);
+    let include_usage = parsed
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o.include_usage);
     let (tx, mut rx) = mpsc::channel(64);
     let driver = Driver {
         gateway: Arc::clone(gateway),
         model: model.clone(),
         request,
-        original_max: parsed.max_completion_tokens.or(parsed.max_tokens),
+        original_max: parsed.requested_max_tokens(),
         plan,
         payer: payer.clone(),
         quote_for: Box::new(quote_for),

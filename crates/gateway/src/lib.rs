@@ -199,35 +199,12 @@ impl Gateway {
             .merge(blobs)
     }
 
-    /// Applies the safety policy the ledger names, fetching it from the node or the providers
-    /// when it changed; a policy that cannot be fetched or parsed leaves the old one in force.
-    async fn follow_policy(&self) {
-        let wanted = match self.rpc.safety_policy().await {
-            Ok(wanted) => wanted,
-            Err(err) => {
-                tracing::debug!(target: "agora::gateway", %err, "reading the safety policy failed");
-                return;
-            }
-        };
-        let mut peers = vec![self.rpc.url().to_owned()];
-        peers.extend(self.directory.providers().into_iter().map(|p| p.endpoint));
-        match self.policy.update(wanted, &self.blobs, &peers).await {
-            Ok(true) => {
-                tracing::info!(target: "agora::gateway", policy = ?wanted.map(|c| c.to_string()), "safety policy in force")
-            }
-            Ok(false) => {}
-            Err(err) => {
-                tracing::warn!(target: "agora::gateway", %err, "the governed safety policy was not applied; the previous one stays in force")
-            }
-        }
-    }
-
     /// Refreshes the registry and probes every provider once.
     pub async fn tick(&self) {
         if let Err(err) = self.directory.refresh(&self.rpc).await {
             tracing::warn!(target: "agora::gateway", %err, "registry refresh failed");
         }
-        self.follow_policy().await;
+        self.policy.follow(&self.rpc, &self.blobs, None).await;
         let probes = self.directory.providers().into_iter().map(|provider| async move {
             let url = format!("{}/health", provider.endpoint);
             let ok = matches!(

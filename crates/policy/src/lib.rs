@@ -164,15 +164,6 @@ impl Policy {
                     reason: "the id is used twice".into(),
                 });
             }
-            if let Err(err) = regex::RegexBuilder::new(&rule.pattern)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-            {
-                return Err(PolicyError::Rule {
-                    id: rule.id.clone(),
-                    reason: format!("pattern: {err}"),
-                });
-            }
         }
         for (model, rules) in &document.models {
             if rules.max_context_tokens == Some(0) || rules.max_output_tokens == Some(0) {
@@ -187,9 +178,18 @@ impl Policy {
         let patterns = regex::RegexSetBuilder::new(document.blocked.iter().map(|r| &r.pattern))
             .size_limit(REGEX_SIZE_LIMIT)
             .build()
-            .map_err(|err| PolicyError::Rule {
-                id: "blocked".into(),
-                reason: err.to_string(),
+            .map_err(|set_err| {
+                // Name the pattern at fault: compile them one by one only now.
+                let culprit = document.blocked.iter().find_map(|rule| {
+                    regex::RegexBuilder::new(&rule.pattern)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                        .err()
+                        .map(|err| (rule.id.clone(), format!("pattern: {err}")))
+                });
+                let (id, reason) =
+                    culprit.unwrap_or_else(|| ("blocked".into(), set_err.to_string()));
+                PolicyError::Rule { id, reason }
             })?;
         Ok(Policy { document, patterns })
     }
@@ -331,6 +331,42 @@ impl Governed {
             cid: state.cid.map(|c| c.to_string()),
             rejected: state.rejected.map(|(c, why)| (c.to_string(), why)),
             document: state.policy.document().clone(),
+        }
+    }
+
+    /// Reads the policy CID the ledger names and, when it changed, fetches the document from
+    /// the node and the providers (other than `except`) and applies it; logs what happened. A
+    /// ledger that does not answer, or a document that cannot be fetched or parsed, leaves the
+    /// policy in force as it is.
+    pub async fn follow(
+        &self,
+        rpc: &agora_rpc::Client,
+        fetcher: &agora_store::fetch::Fetcher,
+        except: Option<&agora_types::AccountId>,
+    ) {
+        let wanted = match rpc.safety_policy().await {
+            Ok(wanted) => wanted,
+            Err(err) => {
+                tracing::debug!(target: "agora::policy", %err, "reading the safety policy failed");
+                return;
+            }
+        };
+        let current = self.state.read().unwrap_or_else(|e| e.into_inner()).cid;
+        if wanted == current {
+            return;
+        }
+        let peers = rpc
+            .blob_peers(None, except)
+            .await
+            .unwrap_or_else(|_| vec![rpc.url().to_owned()]);
+        match self.update(wanted, fetcher, &peers).await {
+            Ok(true) => {
+                tracing::info!(target: "agora::policy", policy = ?wanted.map(|c| c.to_string()), "safety policy in force")
+            }
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(target: "agora::policy", %err, "the governed safety policy was not applied; the previous one stays in force")
+            }
         }
     }
 

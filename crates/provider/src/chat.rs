@@ -184,12 +184,8 @@ async fn prepare(
             ),
         }));
     }
-    let asked = request
-        .max_completion_tokens
-        .or(request.max_tokens)
-        .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
     let output_limit = policy
-        .check_output(&model.name, &model.cid, asked)
+        .check_output(&model.name, &model.cid, request.requested_max_tokens_u32())
         .map_err(ApiError::policy)?;
     let plan = agora_api::plan::plan(request, body)
         .map_err(|err| ApiError::bad(err.message, err.param))?;

@@ -371,9 +371,8 @@ pub async fn run(
     served
 }
 
-/// Applies the safety policy the ledger names, each second, until `shutdown`: fetched from the
-/// node or other providers and verified; one that fails to fetch or parse leaves the previous
-/// policy in force.
+/// Follows the safety policy the ledger names, each second, until `shutdown`
+/// ([`agora_policy::Governed::follow`]).
 async fn follow_policy(
     provider: Arc<Provider>,
     payments: Arc<Payments>,
@@ -388,23 +387,10 @@ async fn follow_policy(
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let rpc = payments.rpc();
-        let Ok(wanted) = rpc.safety_policy().await else {
-            continue;
-        };
-        let mut peers = vec![rpc.url().to_owned()];
-        if let Ok(providers) = rpc.providers().await {
-            peers.extend(providers.into_iter().map(|p| p.endpoint));
-        }
-        match provider.policy.update(wanted, &fetcher, &peers).await {
-            Ok(true) => {
-                tracing::info!(target: "agora::provider", policy = ?wanted.map(|c| c.to_string()), "safety policy in force")
-            }
-            Ok(false) => {}
-            Err(err) => {
-                tracing::warn!(target: "agora::provider", %err, "the governed safety policy was not applied; the previous one stays in force")
-            }
-        }
+        provider
+            .policy
+            .follow(payments.rpc(), &fetcher, Some(&payments.account()))
+            .await;
     }
 }
 

@@ -219,18 +219,10 @@ async fn load(
 /// (not this one), and the configured peers.
 async fn peers(payments: &Payments, follow: &Follow, cid: &Cid) -> Vec<String> {
     let rpc = payments.rpc();
-    let mut peers = vec![rpc.url().to_owned()];
-    let wanted = cid.to_string();
-    if let Ok(providers) = rpc.providers().await {
-        for p in providers {
-            if p.operator != payments.account().to_string()
-                && p.status == "active"
-                && p.models.iter().any(|m| m.cid == wanted)
-            {
-                peers.push(p.endpoint);
-            }
-        }
-    }
+    let mut peers = rpc
+        .blob_peers(Some(cid), Some(&payments.account()))
+        .await
+        .unwrap_or_else(|_| vec![rpc.url().to_owned()]);
     peers.extend(follow.peers.iter().cloned());
     peers
 }

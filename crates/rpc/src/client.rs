@@ -319,6 +319,32 @@ impl Client {
         .await
     }
 
+    /// Where a blob may be fetched from: this node (every node serves `/blobs/{cid}`) and the
+    /// registered providers (those offering `model` when given, other than `except`). The
+    /// fetcher verifies every byte, so any endpoint is worth asking.
+    pub async fn blob_peers(
+        &self,
+        model: Option<&Cid>,
+        except: Option<&AccountId>,
+    ) -> Result<Vec<String>, Error> {
+        let model = model.map(Cid::to_string);
+        let except = except.map(AccountId::to_string);
+        let mut peers = vec![self.url().to_owned()];
+        peers.extend(
+            self.providers()
+                .await?
+                .into_iter()
+                .filter(|p| Some(&p.operator) != except.as_ref())
+                .filter(|p| {
+                    model
+                        .as_ref()
+                        .is_none_or(|cid| p.models.iter().any(|o| &o.cid == cid))
+                })
+                .map(|p| p.endpoint),
+        );
+        Ok(peers)
+    }
+
     /// The CID of the safety policy governance adopted, if any.
     pub async fn safety_policy(&self) -> Result<Option<Cid>, Error> {
         let cid: Option<String> = self

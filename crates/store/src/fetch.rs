@@ -321,7 +321,7 @@ impl Fetcher {
         let mut reasons = Vec::new();
         for peer in peers {
             let url = format!("{}/blobs/{cid}/tree", peer.url);
-            let bytes = match self.get_bounded(&url, None, MAX_TREE_BYTES).await {
+            let bytes = match get_bounded(&self.client, &url, None, MAX_TREE_BYTES).await {
                 Ok(bytes) => bytes,
                 Err(reason) => {
                     reasons.push(format!("{}: {reason}", peer.url));
@@ -336,7 +336,7 @@ impl Fetcher {
                     return Ok(tree);
                 }
                 Err(err) => {
-                    self.caught_lying(peer, cid, &format!("tree: {err}"));
+                    caught_lying(&self.stats, peer, cid, &format!("tree: {err}"));
                     reasons.push(format!("{}: {err}", peer.url));
                 }
             }
@@ -385,20 +385,6 @@ impl Fetcher {
         })
         .await
         .map_err(|err| Error::Fetch(err.to_string()))?
-    }
-
-    /// GETs `url` (optionally a byte range) and reads at most `limit` bytes of body.
-    async fn get_bounded(
-        &self,
-        url: &str,
-        range: Option<(u64, u64)>,
-        limit: usize,
-    ) -> Result<Vec<u8>, String> {
-        get_bounded(&self.client, url, range, limit).await
-    }
-
-    fn caught_lying(&self, peer: &Peer, cid: &Cid, what: &str) {
-        caught_lying(&self.stats, peer, cid, what);
     }
 }
 

@@ -163,12 +163,7 @@ impl BlobStore {
         let actual = hash_reader(&mut file, total, progress)
             .map_err(|source| io_error(&self.path(cid), source))?;
         if actual != *cid {
-            tracing::warn!(target: "agora::store", %cid, %actual, "blob corrupted on disk; removed");
-            let _ = fs::remove_file(self.path(cid));
-            return Err(Error::Mismatch {
-                expected: *cid,
-                actual,
-            });
+            return Err(self.rotten(cid, actual));
         }
         Ok(())
     }
@@ -186,14 +181,19 @@ impl BlobStore {
         let tree = tree::Tree::compute(&mut file, len).map_err(|source| io_error(&path, source))?;
         let actual = Cid::from_hash(tree.root());
         if actual != *cid {
-            tracing::warn!(target: "agora::store", %cid, %actual, "blob corrupted on disk; removed");
-            let _ = fs::remove_file(&path);
-            return Err(Error::Mismatch {
-                expected: *cid,
-                actual,
-            });
+            return Err(self.rotten(cid, actual));
         }
         Ok(tree)
+    }
+
+    /// Removes the blob `cid`, whose bytes on disk now hash to `actual`, and says so.
+    fn rotten(&self, cid: &Cid, actual: Cid) -> Error {
+        tracing::warn!(target: "agora::store", %cid, %actual, "blob corrupted on disk; removed");
+        let _ = fs::remove_file(self.path(cid));
+        Error::Mismatch {
+            expected: *cid,
+            actual,
+        }
     }
 
     /// The CIDs of the blobs present, in order.

@@ -353,18 +353,8 @@ async fn fetch(
 ) -> anyhow::Result<()> {
     let cid: Cid = gov::cid(cid)?;
     if !no_discovery {
-        let client = common.client()?;
-        match client.providers().await {
-            Ok(providers) => {
-                peers.push(client.url().to_owned());
-                let wanted = cid.to_string();
-                peers.extend(
-                    providers
-                        .into_iter()
-                        .filter(|p| p.models.iter().any(|o| o.cid == wanted))
-                        .map(|p| p.endpoint),
-                );
-            }
+        match common.client()?.blob_peers(Some(&cid), None).await {
+            Ok(found) => peers.extend(found),
             Err(err) => tracing::warn!(%err, "the node did not answer; fetching from --peer only"),
         }
     }
