@@ -353,8 +353,18 @@ pub fn dev(
     validator: AccountId,
     funded: &[AccountId],
 ) -> Genesis {
-    let mut accounts: Vec<(AccountId, Amount)> = vec![(validator, DEV_BALANCE)];
-    for account in funded {
+    dev_validators(chain_id, timestamp_ms, &[validator], funded)
+}
+
+/// A dev genesis with several validators, each bonded with the same stake.
+pub fn dev_validators(
+    chain_id: &ChainId,
+    timestamp_ms: u64,
+    validators: &[AccountId],
+    funded: &[AccountId],
+) -> Genesis {
+    let mut accounts: Vec<(AccountId, Amount)> = Vec::new();
+    for account in validators.iter().chain(funded) {
         if !accounts.iter().any(|(existing, _)| existing == account) {
             accounts.push((*account, DEV_BALANCE));
         }
@@ -363,10 +373,13 @@ pub fn dev(
         chain_id: chain_id.clone(),
         timestamp_ms,
         accounts,
-        validators: vec![GenesisValidator {
-            account: validator,
-            stake: DEV_VALIDATOR_STAKE,
-        }],
+        validators: validators
+            .iter()
+            .map(|account| GenesisValidator {
+                account: *account,
+                stake: DEV_VALIDATOR_STAKE,
+            })
+            .collect(),
         // Short epochs, so receipt roots reach the chain within seconds on a devnet; disputes
         // get 40 blocks (8 s at the busiest block rate, 40 s idle), so a committee on a loaded
         // machine has time to fetch and re-check. Votes last 10 blocks (2–10 s), so a newcomer

@@ -34,16 +34,18 @@ mod consensus;
 pub mod genesis;
 pub mod mempool;
 mod node;
+pub mod p2p;
 mod server;
 pub mod store;
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use agora_types::{Genesis, Keypair};
-use commonware_runtime::Runner as _;
+use commonware_runtime::{Runner as _, Supervisor as _};
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
+pub use p2p::P2pConfig;
 pub use server::MAX_BODY_BYTES;
 
 /// Everything a node needs to run.
@@ -63,6 +65,8 @@ pub struct Config {
     pub min_block_interval: Duration,
     /// Longest time without a block when idle (empty blocks keep time moving).
     pub max_idle_interval: Duration,
+    /// The validators' network; required when genesis names more than one validator.
+    pub p2p: Option<P2pConfig>,
 }
 
 impl Config {
@@ -77,6 +81,7 @@ impl Config {
             mempool_max_txs: 10_000,
             min_block_interval: Duration::from_millis(200),
             max_idle_interval: Duration::from_secs(1),
+            p2p: None,
         }
     }
 }
@@ -93,6 +98,12 @@ pub enum Error {
     /// Consensus could not start.
     #[error("consensus: {0}")]
     Consensus(#[from] consensus::Error),
+    /// The validators' network could not start.
+    #[error("p2p: {0}")]
+    P2p(#[from] p2p::Error),
+    /// Genesis names several validators but no peer network was configured.
+    #[error("genesis names {0} validators: configure --p2p-listen and --peer")]
+    NoPeers(usize),
     /// Consensus stopped unexpectedly.
     #[error("consensus stopped: {0}")]
     ConsensusStopped(String),
@@ -189,6 +200,11 @@ fn spawn_consensus(
         min_block_interval: config.min_block_interval,
         max_idle_interval: config.max_idle_interval,
     };
+    let validators = config.genesis.validators.len();
+    if validators > 1 && config.p2p.is_none() {
+        return Err(Error::NoPeers(validators));
+    }
+    let p2p = config.p2p.clone().filter(|_| validators > 1);
     let runtime = commonware_runtime::tokio::Config::new()
         .with_worker_threads(2)
         .with_storage_directory(config.data_dir.join("consensus"));
@@ -200,14 +216,40 @@ fn spawn_consensus(
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 runner.start(|context| async move {
                     let node = engine_node;
-                    let handle =
-                        match consensus::start(context, consensus_config, Arc::clone(&node)) {
-                            Ok(handle) => handle,
-                            Err(err) => {
-                                node.set_fatal(format!("consensus: {err}"));
-                                return;
+                    let started = match p2p {
+                        Some(p2p) => {
+                            match p2p::start(
+                                context.child("network"),
+                                consensus_config.signer.clone(),
+                                &p2p,
+                            ) {
+                                Ok((channels, oracle)) => consensus::start(
+                                    context,
+                                    consensus_config,
+                                    Arc::clone(&node),
+                                    channels,
+                                    oracle,
+                                )
+                                .map_err(|err| err.to_string()),
+                                Err(err) => Err(err.to_string()),
                             }
-                        };
+                        }
+                        None => consensus::start(
+                            context,
+                            consensus_config,
+                            Arc::clone(&node),
+                            consensus::network::channels(),
+                            consensus::network::NullBlocker::default(),
+                        )
+                        .map_err(|err| err.to_string()),
+                    };
+                    let handle = match started {
+                        Ok(handle) => handle,
+                        Err(err) => {
+                            node.set_fatal(format!("consensus: {err}"));
+                            return;
+                        }
+                    };
                     let stopped = node.wait_stopped();
                     tokio::select! {
                         () = stopped => {},

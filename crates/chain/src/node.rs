@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    consensus::{App, Build},
+    consensus::{gossip::Invalid, App, Build},
     mempool::Mempool,
     server::RpcFailure,
     store::{HeadRecord, Snapshot, Store, StoredBlock, TxOutcome},
@@ -31,6 +31,8 @@ use crate::{
 const EVENT_BUFFER: usize = 256;
 /// How far ahead of the local clock a proposed timestamp may be.
 const MAX_CLOCK_DRIFT_MS: u64 = 5_000;
+/// How far above the executed head an unrequested block from a peer is kept.
+const MAX_AHEAD: u64 = 1_000;
 /// Window over which the tx/s metric is computed.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -46,6 +48,15 @@ pub(crate) struct Node {
     events: broadcast::Sender<Arc<wire::Block>>,
     finalized: Mutex<Option<Hash>>,
     finalized_signal: Condvar,
+    /// Blocks that verification or execution needs and no peer has sent yet.
+    missing: Mutex<HashSet<Hash>>,
+    /// Transactions accepted here and not yet passed on to peers.
+    outgoing: Mutex<Vec<Vec<u8>>>,
+    /// Whether blocks gossip to peers (a validator set of more than one).
+    gossips: bool,
+    /// Execute finalized blocks on the consensus caller's thread instead of the applier's
+    /// (simulation tests, whose runtime must stay deterministic).
+    inline_apply: bool,
     stop: watch::Sender<bool>,
     fatal: watch::Sender<Option<String>>,
     metrics: Metrics,
@@ -146,10 +157,22 @@ impl Node {
             events,
             finalized: Mutex::new(None),
             finalized_signal: Condvar::new(),
+            missing: Mutex::new(HashSet::new()),
+            outgoing: Mutex::new(Vec::new()),
+            gossips: config.genesis.validators.len() > 1,
+            inline_apply: false,
             stop: watch::Sender::new(false),
             fatal: watch::Sender::new(None),
             metrics: Metrics::default(),
         })
+    }
+
+    /// Executes finalized blocks when consensus reports them, on its thread, instead of
+    /// on an applier thread.
+    #[cfg(test)]
+    pub(crate) fn with_inline_apply(mut self) -> Self {
+        self.inline_apply = true;
+        self
     }
 
     /// The executed head.
@@ -243,6 +266,16 @@ impl Node {
     }
 
     fn submit(&self, tx: SignedTx, hash: Hash) -> Result<(), RpcFailure> {
+        let bytes = self.gossips.then(|| agora_types::encode(&tx));
+        self.admit(tx, hash)?;
+        if let Some(bytes) = bytes {
+            lock(&self.outgoing).push(bytes);
+        }
+        Ok(())
+    }
+
+    /// Checks a transaction and puts it in the mempool.
+    fn admit(&self, tx: SignedTx, hash: Hash) -> Result<(), RpcFailure> {
         if self.stopping() {
             return Err(RpcFailure::new(code::INTERNAL_ERROR, "node is stopping"));
         }
@@ -773,23 +806,78 @@ impl Node {
         }
     }
 
+    /// Notes a block this node needs; gossip asks peers for it.
+    fn want(&self, hash: Hash) {
+        if self.gossips {
+            lock(&self.missing).insert(hash);
+        }
+    }
+
     /// The unexecuted blocks from the executed head (exclusive) to `tip` (inclusive),
-    /// oldest first; `None` when `tip` does not extend the head.
-    fn unexecuted_chain(&self, head: &HeadRecord, tip: Hash) -> Result<Option<Vec<Block>>, Error> {
+    /// oldest first.
+    fn unexecuted_chain(&self, head: &HeadRecord, tip: Hash) -> Result<Chain, Error> {
         let mut chain = Vec::new();
         let mut cursor = tip;
         while cursor != head.hash {
             let Some(block) = self.store.candidate(&cursor)? else {
-                return Ok(None);
+                if self.store.block_height(&cursor)?.is_some() {
+                    // An executed block other than the head: a branch off the finalized chain.
+                    return Ok(Chain::Fork);
+                }
+                self.want(cursor);
+                return Ok(Chain::Missing);
             };
             if block.header.height <= head.height {
-                return Ok(None);
+                return Ok(Chain::Fork);
             }
             cursor = block.header.parent;
             chain.push(block);
         }
         chain.reverse();
-        Ok(Some(chain))
+        Ok(Chain::Blocks(chain))
+    }
+
+    /// Executes `blocks` on top of the executed state without committing anything.
+    fn speculate(&self, head: &HeadRecord, blocks: &[Block]) -> Result<Speculation, Error> {
+        let snapshot = self.store.snapshot()?;
+        let mut overlay = Overlay::new(&snapshot);
+        let mut tip = (head.height, head.timestamp_ms, head.state_root);
+        for block in blocks {
+            match agora_ledger::apply_block(&mut overlay, block) {
+                Ok(outcome) => {
+                    tip = (
+                        block.header.height,
+                        block.header.timestamp_ms,
+                        outcome.state_root,
+                    );
+                }
+                Err(err) => return Ok(Speculation::Invalid(block.header.height, err.to_string())),
+            }
+        }
+        let params =
+            agora_ledger::query::params(&overlay).map_err(|err| Error::Ledger(err.to_string()))?;
+        let max = usize::try_from(params.max_block_txs).unwrap_or(usize::MAX);
+        let mut txs = lock(&self.mempool).select(max, |account| {
+            agora_ledger::query::account(&overlay, account)
+                .map(|account| account.nonce)
+                .unwrap_or(0)
+        });
+        // Keep the block under the size peers accept (a header is well under 1 KiB).
+        let mut bytes = 1024;
+        let fits = txs
+            .iter()
+            .take_while(|tx| {
+                bytes += agora_types::encode(*tx).len() + 4;
+                bytes <= agora_types::MAX_BLOCK_BYTES
+            })
+            .count();
+        txs.truncate(fits);
+        Ok(Speculation::Valid {
+            height: tip.0,
+            timestamp_ms: tip.1,
+            state_root: tip.2,
+            txs,
+        })
     }
 
     fn build_block(
@@ -802,38 +890,24 @@ impl Node {
         // Headers commit to the parent's post-state. When consensus builds on a
         // block not executed yet (finalized or only notarized), execute the
         // missing ancestors speculatively on top of the executed state.
-        let Some(ancestors) = self.unexecuted_chain(&head, parent)? else {
+        let Chain::Blocks(ancestors) = self.unexecuted_chain(&head, parent)? else {
             return Ok(Build::Failed);
         };
         if !ancestors.is_empty() && !speculate {
             return Ok(Build::Wait);
         }
-        let snapshot = self.store.snapshot()?;
-        let mut overlay = Overlay::new(&snapshot);
-        let mut state_root = head.state_root;
-        let mut parent_height = head.height;
-        let mut parent_timestamp = head.timestamp_ms;
-        for block in &ancestors {
-            match agora_ledger::apply_block(&mut overlay, block) {
-                Ok(outcome) => state_root = outcome.state_root,
-                Err(err) => {
-                    warn!(target: "agora::chain", %err, "cannot execute ancestor speculatively");
-                    return Ok(Build::Failed);
-                }
-            }
-            parent_height = block.header.height;
-            parent_timestamp = block.header.timestamp_ms;
-        }
-        let params =
-            agora_ledger::query::params(&overlay).map_err(|err| Error::Ledger(err.to_string()))?;
-        let max = usize::try_from(params.max_block_txs).unwrap_or(usize::MAX);
-        let txs = lock(&self.mempool).select(max, |account| {
-            agora_ledger::query::account(&overlay, account)
-                .map(|account| account.nonce)
-                .unwrap_or(0)
-        });
+        let Speculation::Valid {
+            height,
+            timestamp_ms: parent_timestamp,
+            state_root,
+            txs,
+        } = self.speculate(&head, &ancestors)?
+        else {
+            warn!(target: "agora::chain", %parent, "cannot execute ancestors speculatively");
+            return Ok(Build::Failed);
+        };
         let header = Header {
-            height: parent_height + 1,
+            height: height + 1,
             parent,
             timestamp_ms: timestamp_ms.max(parent_timestamp),
             proposer: self.proposer,
@@ -846,46 +920,133 @@ impl Node {
         Ok(Build::Built(digest(&hash)))
     }
 
+    /// Whether `payload` is a valid child of `parent` proposed by `leader`: the ledger
+    /// executes it (height, parent, timestamp, transaction root, the state root it claims,
+    /// every transaction well formed) after its unexecuted ancestors. `None` while the
+    /// block or an ancestor is missing or its timestamp is ahead of the local clock.
     fn verify_block(
         &self,
         parent: Hash,
         payload: Hash,
+        leader: AccountId,
         now_ms: u64,
     ) -> Result<Option<bool>, Error> {
         let Some(block) = self.store.candidate(&payload)? else {
+            self.want(payload);
             return Ok(None);
         };
         let header = &block.header;
-        if header.parent != parent || header.tx_root != tx_root(&block.txs) {
+        if header.parent != parent || header.proposer != leader {
             return Ok(Some(false));
         }
         if header.timestamp_ms > now_ms.saturating_add(MAX_CLOCK_DRIFT_MS) {
             return Ok(None);
         }
-        let parent_height = if parent == self.genesis_hash {
-            Some(0)
-        } else {
-            self.lookup_block(&parent)?.map(|block| block.header.height)
+        let head = self.head();
+        let mut blocks = match self.unexecuted_chain(&head, parent)? {
+            Chain::Blocks(blocks) => blocks,
+            Chain::Missing => return Ok(None),
+            Chain::Fork => return Ok(Some(false)),
         };
-        Ok(parent_height.map(|height| header.height == height + 1))
+        blocks.push(block);
+        match self.speculate(&head, &blocks)? {
+            Speculation::Valid { .. } => Ok(Some(true)),
+            Speculation::Invalid(height, reason) => {
+                warn!(target: "agora::chain", %payload, height, %reason, "rejected proposed block");
+                Ok(Some(false))
+            }
+        }
     }
 
-    /// Executes every finalized block up to `target` not yet executed.
-    fn execute_to(&self, target: Hash) -> Result<(), Error> {
+    /// Executes every finalized block up to `target` not yet executed; `false` while a
+    /// block on the way is missing (gossip is asked for it).
+    fn execute_to(&self, target: Hash) -> Result<bool, Error> {
         let head = self.head();
         if target == head.hash || self.store.block_height(&target)?.is_some() {
-            return Ok(());
+            return Ok(true);
         }
         // Walk back from the finalized block to the executed head.
-        let Some(chain) = self.unexecuted_chain(&head, target)? else {
-            return Err(Error::Fatal(format!(
+        match self.unexecuted_chain(&head, target)? {
+            Chain::Blocks(chain) => {
+                for block in chain {
+                    self.execute(block)?;
+                }
+                Ok(true)
+            }
+            Chain::Missing => Ok(false),
+            Chain::Fork => Err(Error::Fatal(format!(
                 "finalized block {target} does not extend the executed head"
-            )));
+            ))),
+        }
+    }
+
+    /// Executes up to the latest finalized block; `false` while a block on the way is missing.
+    fn apply_finalized(&self) -> Result<bool, Error> {
+        let Some(target) = *lock(&self.finalized) else {
+            return Ok(true);
         };
-        for block in chain {
-            self.execute(block)?;
+        let done = self.execute_to(target)?;
+        if done {
+            let mut finalized = lock(&self.finalized);
+            if *finalized == Some(target) {
+                *finalized = None;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Stores a block a peer sent, if this node may need it.
+    fn receive_block(&self, bytes: &[u8]) -> Result<(), Invalid> {
+        let block: Block =
+            agora_types::decode(bytes).map_err(|err| Invalid::Payload(format!("block: {err}")))?;
+        if block.header.tx_root != tx_root(&block.txs) {
+            return Err(Invalid::Payload("block: transaction root mismatch".into()));
+        }
+        let hash = block.hash();
+        let head = self.head();
+        let wanted = lock(&self.missing).contains(&hash);
+        // Unrequested blocks are kept only near the tip; old ones cannot be finalized.
+        let near = block.header.height > head.height
+            && block.header.height <= head.height.saturating_add(MAX_AHEAD);
+        if !(wanted || near) {
+            return Ok(());
+        }
+        let stored = self.store.candidate(&hash).and_then(|known| match known {
+            Some(_) => Ok(hash),
+            None => self.store.put_candidate(&block),
+        });
+        match stored {
+            Ok(_) => {
+                lock(&self.missing).remove(&hash);
+                if self.inline_apply {
+                    if let Err(err) = self.apply_finalized() {
+                        self.set_fatal(err.to_string());
+                    }
+                } else {
+                    self.finalized_signal.notify_all();
+                }
+            }
+            Err(err) => self.set_fatal(err.to_string()),
         }
         Ok(())
+    }
+
+    /// Admits a transaction a peer passed on; one the mempool refuses is dropped.
+    fn receive_tx(&self, bytes: &[u8]) -> Result<(), Invalid> {
+        let tx = SignedTx::from_bytes(bytes)
+            .map_err(|err| Invalid::Payload(format!("transaction: {err}")))?;
+        let hash = tx.hash();
+        if let Err(err) = self.admit(tx, hash) {
+            debug!(target: "agora::chain", %hash, reason = %err.message, "gossiped transaction not admitted");
+        }
+        Ok(())
+    }
+
+    /// The encoded block with this hash, proposed or executed.
+    fn block_bytes(&self, hash: &Hash) -> Result<Option<Vec<u8>>, crate::store::Error> {
+        Ok(self
+            .lookup_block(hash)?
+            .map(|block| agora_types::encode(&block)))
     }
 
     fn execute(&self, block: Block) -> Result<(), Error> {
@@ -957,29 +1118,58 @@ impl Node {
     }
 
     fn applier_loop(&self) {
+        let mut incomplete = false;
         loop {
-            let target = {
-                let mut finalized = lock(&self.finalized);
-                loop {
-                    if self.stopping() {
-                        return;
-                    }
-                    if let Some(target) = finalized.take() {
-                        break target;
-                    }
-                    finalized = self
-                        .finalized_signal
-                        .wait_timeout(finalized, Duration::from_millis(100))
-                        .expect("invariant: node locks are never poisoned")
-                        .0;
+            {
+                let finalized = lock(&self.finalized);
+                if self.stopping() {
+                    return;
                 }
-            };
-            if let Err(err) = self.execute_to(target) {
-                self.set_fatal(err.to_string());
+                // Sleep until a finalization or a block arrives; poll while blocks are missing.
+                if finalized.is_none() || incomplete {
+                    let wait = if incomplete { 20 } else { 100 };
+                    let _unused = self
+                        .finalized_signal
+                        .wait_timeout(finalized, Duration::from_millis(wait))
+                        .expect("invariant: node locks are never poisoned");
+                }
+            }
+            if self.stopping() {
                 return;
+            }
+            match self.apply_finalized() {
+                Ok(done) => incomplete = !done,
+                Err(err) => {
+                    self.set_fatal(err.to_string());
+                    return;
+                }
             }
         }
     }
+}
+
+/// The unexecuted chain from the executed head to a block.
+enum Chain {
+    /// Every block is known; oldest first.
+    Blocks(Vec<Block>),
+    /// A block on the way is not known yet (and is now wanted from peers).
+    Missing,
+    /// The block does not descend from the executed head.
+    Fork,
+}
+
+/// The outcome of executing blocks speculatively.
+enum Speculation {
+    /// All executed; the tip's height, timestamp and post-state root, and the mempool
+    /// transactions that would go next.
+    Valid {
+        height: u64,
+        timestamp_ms: u64,
+        state_root: Hash,
+        txs: Vec<SignedTx>,
+    },
+    /// The block at this height failed, for this reason.
+    Invalid(u64, String),
 }
 
 /// Starts the block executor on its own thread.
@@ -1021,8 +1211,15 @@ impl App for Arc<Node> {
         }
     }
 
-    fn verify(&self, parent: Digest, payload: Digest, now_ms: u64) -> Option<bool> {
-        match self.verify_block(hash_of(&parent), hash_of(&payload), now_ms) {
+    fn verify(
+        &self,
+        parent: Digest,
+        payload: Digest,
+        leader: &ed25519::PublicKey,
+        now_ms: u64,
+    ) -> Option<bool> {
+        let leader = AccountId(leader.as_ref().try_into().ok()?);
+        match self.verify_block(hash_of(&parent), hash_of(&payload), leader, now_ms) {
             Ok(verdict) => verdict,
             Err(err) => {
                 warn!(target: "agora::chain", %err, "verify failed");
@@ -1033,7 +1230,33 @@ impl App for Arc<Node> {
 
     fn finalized(&self, payload: Digest) {
         *lock(&self.finalized) = Some(hash_of(&payload));
-        self.finalized_signal.notify_all();
+        if self.inline_apply {
+            if let Err(err) = self.apply_finalized() {
+                self.set_fatal(err.to_string());
+            }
+        } else {
+            self.finalized_signal.notify_all();
+        }
+    }
+
+    fn block_bytes(&self, digest: &Digest) -> Option<Vec<u8>> {
+        Node::block_bytes(self, &hash_of(digest)).ok().flatten()
+    }
+
+    fn receive_block(&self, bytes: &[u8]) -> Result<(), Invalid> {
+        Node::receive_block(self, bytes)
+    }
+
+    fn receive_tx(&self, bytes: &[u8]) -> Result<(), Invalid> {
+        Node::receive_tx(self, bytes)
+    }
+
+    fn missing(&self) -> Vec<Digest> {
+        lock(&self.missing).iter().map(digest).collect()
+    }
+
+    fn outgoing_txs(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *lock(&self.outgoing))
     }
 }
 

@@ -19,7 +19,10 @@ use commonware_runtime::{Clock, Spawner};
 use commonware_utils::channel::oneshot;
 use tracing::{debug, warn};
 
-use super::{App, Build, Config};
+use commonware_p2p::Recipients;
+use futures::channel::mpsc;
+
+use super::{gossip::Outbound, App, Build, Config};
 
 /// How often a pending verification or an idle proposer looks again.
 const POLL: Duration = Duration::from_millis(5);
@@ -32,6 +35,7 @@ pub(crate) struct Application<E, A> {
     min_block_interval: Duration,
     max_idle_interval: Duration,
     app: A,
+    outbound: mpsc::UnboundedSender<Outbound>,
 }
 
 impl<E, A: Clone> Clone for Application<E, A> {
@@ -41,6 +45,7 @@ impl<E, A: Clone> Clone for Application<E, A> {
             min_block_interval: self.min_block_interval,
             max_idle_interval: self.max_idle_interval,
             app: self.app.clone(),
+            outbound: self.outbound.clone(),
         }
     }
 }
@@ -50,12 +55,18 @@ where
     E: Clock + Spawner,
     A: App,
 {
-    pub(crate) fn new(context: E, config: Config, app: A) -> Self {
+    pub(crate) fn new(
+        context: E,
+        config: Config,
+        app: A,
+        outbound: mpsc::UnboundedSender<Outbound>,
+    ) -> Self {
         Self {
             context: Arc::new(context),
             min_block_interval: config.min_block_interval,
             max_idle_interval: config.max_idle_interval,
             app,
+            outbound,
         }
     }
 }
@@ -136,6 +147,7 @@ where
         let (sender, receiver) = oneshot::channel();
         let app = self.app.clone();
         let parent = context.parent.1;
+        let leader = context.leader;
         let clock = Arc::clone(&self.context);
         self.context.child("verify").spawn(move |_| async move {
             // Keep the request pending while the block is unknown: it may still arrive.
@@ -143,7 +155,7 @@ where
                 if sender.is_closed() {
                     return;
                 }
-                if let Some(valid) = app.verify(parent, payload, now_ms(&*clock)) {
+                if let Some(valid) = app.verify(parent, payload, &leader, now_ms(&*clock)) {
                     let _ = sender.send(valid);
                     return;
                 }
@@ -170,9 +182,20 @@ where
     type PublicKey = PublicKey;
     type Plan = Plan<PublicKey>;
 
-    fn broadcast(&mut self, _payload: Self::Digest, _plan: Self::Plan) -> Feedback {
-        // A validator set of one has nobody to send blocks to; a multi-validator
-        // node broadcasts the stored block here.
+    fn broadcast(&mut self, payload: Self::Digest, plan: Self::Plan) -> Feedback {
+        // The block is on disk already (stored before its digest was proposed);
+        // the gossip loop reads and sends it.
+        let out = match plan {
+            // A held candidate may still be abandoned: send it with the proposal.
+            Plan::Prepare { .. } => return Feedback::Ok,
+            Plan::Propose { .. } => Outbound::All(payload),
+            Plan::Forward { recipients, .. } => match recipients {
+                Recipients::All => Outbound::All(payload),
+                Recipients::One(peer) => Outbound::Some(payload, vec![peer]),
+                Recipients::Some(peers) => Outbound::Some(payload, peers),
+            },
+        };
+        let _ = self.outbound.unbounded_send(out);
         Feedback::Ok
     }
 }

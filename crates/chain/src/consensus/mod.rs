@@ -15,7 +15,8 @@
 //! block), whichever comes first after a transaction arrives.
 
 mod application;
-mod network;
+pub(crate) mod gossip;
+pub(crate) mod network;
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use commonware_cryptography::{
     blake3::{Blake3, Digest},
     ed25519, Signer as _,
 };
+use commonware_p2p::{Blocker, Receiver, Sender};
 use commonware_parallel::Sequential;
 use commonware_runtime::{buffer::paged::CacheRef, Clock, Handle, Metrics, Spawner, Storage};
 use commonware_utils::{ordered::Set, NZDuration, NZUsize, NZU16};
@@ -54,14 +56,53 @@ pub(crate) trait App: Clone + Send + Sync + 'static {
     /// executing unexecuted ancestors speculatively if needed.
     fn build(&self, parent: Digest, timestamp_ms: u64, speculate: bool) -> Build;
 
-    /// Checks a block proposed by another validator.
+    /// Checks a block proposed by `leader`: it extends `parent`, names its proposer, and
+    /// executes (with its ancestors not executed yet) to the state root it claims.
     ///
-    /// Returns `None` while the block's contents are not known locally.
-    fn verify(&self, parent: Digest, payload: Digest, now_ms: u64) -> Option<bool>;
+    /// Returns `None` while the block or an ancestor is not known locally (the node then
+    /// lists it in [`App::missing`]).
+    fn verify(
+        &self,
+        parent: Digest,
+        payload: Digest,
+        leader: &ed25519::PublicKey,
+        now_ms: u64,
+    ) -> Option<bool>;
 
     /// Consensus finalized `payload` (and with it all its ancestors).
     fn finalized(&self, payload: Digest);
+
+    /// The encoded block with this digest, proposed or finalized, if the node has it.
+    fn block_bytes(&self, digest: &Digest) -> Option<Vec<u8>>;
+
+    /// A block from a peer; an error blocks the peer.
+    fn receive_block(&self, bytes: &[u8]) -> Result<(), gossip::Invalid>;
+
+    /// A transaction from a peer's mempool; an error blocks the peer.
+    fn receive_tx(&self, bytes: &[u8]) -> Result<(), gossip::Invalid>;
+
+    /// Blocks the node needs and lacks, to ask peers for.
+    fn missing(&self) -> Vec<Digest>;
+
+    /// Transactions this node accepted since the last call, to pass on to peers.
+    fn outgoing_txs(&self) -> Vec<Vec<u8>>;
 }
+
+/// The four network channels a validator uses: simplex's votes, certificates and
+/// resolver, and the node's block and transaction gossip.
+pub(crate) struct Channels<S, R> {
+    /// Simplex votes.
+    pub(crate) votes: (S, R),
+    /// Simplex certificates.
+    pub(crate) certificates: (S, R),
+    /// Simplex's certificate resolver.
+    pub(crate) resolver: (S, R),
+    /// Blocks and transactions ([`gossip`]).
+    pub(crate) gossip: (S, R),
+}
+
+/// The channel numbers on the wire, in [`Channels`] order.
+pub(crate) const CHANNELS: [u64; 4] = [0, 1, 2, 3];
 
 /// The outcome of [`App::build`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,11 +143,21 @@ pub enum Error {
     NotValidator,
 }
 
-/// Starts the simplex engine over `app`; the returned handle ends when consensus stops.
-pub(crate) fn start<E, A>(context: E, config: Config, app: A) -> Result<Handle<()>, Error>
+/// Starts the simplex engine and the gossip loop over `app` on `channels`; the returned
+/// handle ends when consensus stops.
+pub(crate) fn start<E, A, S, R, B>(
+    context: E,
+    config: Config,
+    app: A,
+    channels: Channels<S, R>,
+    blocker: B,
+) -> Result<Handle<()>, Error>
 where
     E: Clock + CryptoRng + Spawner + Storage + Metrics,
     A: App,
+    S: Sender<PublicKey = ed25519::PublicKey>,
+    R: Receiver<PublicKey = ed25519::PublicKey>,
+    B: Blocker<PublicKey = ed25519::PublicKey>,
 {
     let Ok(participants) = Set::try_from(config.validators.clone()) else {
         return Err(Error::InvalidValidators);
@@ -123,7 +174,17 @@ where
     else {
         return Err(Error::NotValidator);
     };
-    let application = Application::new(context.child("application"), config.clone(), app);
+    let (outbound, outbound_rx) = futures::channel::mpsc::unbounded();
+    let application = Application::new(
+        context.child("application"),
+        config.clone(),
+        app.clone(),
+        outbound,
+    );
+    context.child("gossip").spawn({
+        let blocker = blocker.clone();
+        move |clock| gossip::run(clock, app, channels.gossip, blocker, outbound_rx)
+    });
 
     // Timeouts: the leader timeout must exceed the idle interval, or an idle
     // proposer's empty block would arrive after the view is already skipped.
@@ -131,7 +192,7 @@ where
     let cfg = simplex::Config {
         scheme,
         elector: RoundRobin::<Blake3>::default(),
-        blocker: network::NullBlocker::default(),
+        blocker,
         automaton: application.clone(),
         relay: application.clone(),
         reporter: application,
@@ -154,5 +215,5 @@ where
         track_historical_votes: false,
     };
     let engine = simplex::Engine::new(context.child("engine"), cfg);
-    Ok(engine.start(network::channel(), network::channel(), network::channel()))
+    Ok(engine.start(channels.votes, channels.certificates, channels.resolver))
 }

@@ -1,9 +1,10 @@
 //! Channels for a validator set of one: nothing to send to and nothing to receive.
 //!
-//! Simplex needs three network channels (votes, certificates, resolver). A lone
-//! validator handles its own votes locally, so these channels drop every outgoing
-//! message and never yield an incoming one. A multi-validator node swaps them for
-//! `commonware_p2p::authenticated` channels without touching the rest of the wiring.
+//! Simplex needs three network channels (votes, certificates, resolver) and the
+//! node a fourth (gossip). A lone validator handles its own votes locally, so
+//! these channels drop every outgoing message and never yield an incoming one. A
+//! multi-validator node uses `commonware_p2p::authenticated::lookup` channels
+//! ([`crate::p2p`]) with the same wiring.
 
 use std::{
     num::NonZeroUsize,
@@ -98,7 +99,12 @@ impl Blocker for NullBlocker {
     }
 }
 
-/// One vote, certificate or resolver channel pair.
-pub(crate) fn channel() -> (NullSender, NullReceiver) {
-    (NullSender, NullReceiver)
+/// The four channels of a lone validator.
+pub(crate) fn channels() -> super::Channels<NullSender, NullReceiver> {
+    super::Channels {
+        votes: (NullSender, NullReceiver),
+        certificates: (NullSender, NullReceiver),
+        resolver: (NullSender, NullReceiver),
+        gossip: (NullSender, NullReceiver),
+    }
 }

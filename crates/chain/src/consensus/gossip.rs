@@ -1,0 +1,199 @@
+//! Block and transaction gossip between validators, next to simplex's own channels.
+//!
+//! Simplex agrees on digests; the blocks behind them travel here. One channel
+//! carries three messages, each a tag byte and a payload:
+//!
+//! - `BLOCK` + an encoded block: a proposer's new block, a block forwarded to a
+//!   lagging peer, or the answer to a `WANT`;
+//! - `WANT` + a 32-byte block hash: "send me this block", sent for blocks that
+//!   verification or execution found missing (a node that was offline walks
+//!   back from the newest finalized block through parents it lacks);
+//! - `TX` + transactions accepted by the sender's mempool, each a little-endian
+//!   `u32` length and the encoded transaction, so a transaction submitted to any
+//!   node reaches every leader.
+//!
+//! A peer whose message does not decode, or whose block does not match its own
+//! transaction root, is blocked through the network's [`Blocker`].
+
+use std::{collections::HashMap, time::Duration};
+
+use commonware_cryptography::{blake3::Digest, ed25519::PublicKey};
+use commonware_macros::select;
+use commonware_p2p::{Blocker, Receiver, Recipients, Sender};
+use commonware_runtime::{Clock, IoBuf};
+use futures::{channel::mpsc, StreamExt as _};
+use tracing::{debug, warn};
+
+use super::App;
+
+const BLOCK: u8 = 0;
+const WANT: u8 = 1;
+const TX: u8 = 2;
+
+/// Size at which a `TX` message is cut (a transaction is at most 64 KiB).
+const MAX_GOSSIP_TX_BYTES: usize = 1 << 20;
+
+/// The largest message on the gossip channel: a block of the most bytes a block may have.
+pub(crate) const MAX_MESSAGE_BYTES: usize = agora_types::MAX_BLOCK_BYTES + 1;
+
+/// How often missing blocks and fresh transactions are sent out.
+const TICK: Duration = Duration::from_millis(50);
+/// How long before a missing block is asked for again.
+const WANT_RETRY: Duration = Duration::from_millis(500);
+
+/// Where a block goes.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// To every peer (a new proposal).
+    All(Digest),
+    /// To some peers (simplex forwarding a certified block to laggards).
+    Some(Digest, Vec<PublicKey>),
+}
+
+/// Why an incoming message was refused; the sender is blocked.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Invalid {
+    /// The message was empty or carried an unknown tag.
+    #[error("unknown message tag")]
+    Tag,
+    /// A `WANT` whose payload is not 32 bytes.
+    #[error("want of {0} bytes")]
+    Want(usize),
+    /// The block or transaction did not decode or was inconsistent.
+    #[error("{0}")]
+    Payload(String),
+}
+
+/// Encodes a `BLOCK` message.
+pub(crate) fn block_message(block: &[u8]) -> Vec<u8> {
+    tagged(BLOCK, block)
+}
+
+fn tagged(tag: u8, payload: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(payload.len() + 1);
+    message.push(tag);
+    message.extend_from_slice(payload);
+    message
+}
+
+/// Runs the gossip loop until the receiver closes.
+pub(crate) async fn run<E, S, R, B, A>(
+    clock: E,
+    app: A,
+    (mut sender, mut receiver): (S, R),
+    mut blocker: B,
+    mut outbound: mpsc::UnboundedReceiver<Outbound>,
+) where
+    E: Clock,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+    A: App,
+{
+    let mut asked: HashMap<Digest, std::time::SystemTime> = HashMap::new();
+    loop {
+        select! {
+            incoming = receiver.recv() => {
+                let Ok((peer, message)) = incoming else {
+                    debug!(target: "agora::chain", "gossip channel closed");
+                    return;
+                };
+                match handle(&app, &mut sender, &peer, &message) {
+                    Ok(()) => {}
+                    Err(err) => {
+                        warn!(target: "agora::chain", %peer, %err, "blocking peer for an invalid message");
+                        let _ = blocker.block(peer);
+                    }
+                }
+            },
+            out = outbound.next() => {
+                let Some(out) = out else { return };
+                let (digest, recipients) = match out {
+                    Outbound::All(digest) => (digest, Recipients::All),
+                    Outbound::Some(digest, peers) => (digest, Recipients::Some(peers)),
+                };
+                if let Some(bytes) = app.block_bytes(&digest) {
+                    sender.send(recipients, IoBuf::from(block_message(&bytes)), true);
+                }
+            },
+            _ = clock.sleep(TICK) => {
+                let now = clock.current();
+                let missing = app.missing();
+                asked.retain(|digest, _| missing.contains(digest));
+                for digest in missing {
+                    let due = asked.get(&digest).is_none_or(|at| {
+                        now.duration_since(*at).unwrap_or_default() >= WANT_RETRY
+                    });
+                    if due {
+                        asked.insert(digest, now);
+                        sender.send(Recipients::All, IoBuf::from(tagged(WANT, &digest.0)), false);
+                    }
+                }
+                for batch in tx_batches(app.outgoing_txs()) {
+                    sender.send(Recipients::All, IoBuf::from(batch), false);
+                }
+            },
+        }
+    }
+}
+
+fn handle<A: App, S: Sender<PublicKey = PublicKey>>(
+    app: &A,
+    sender: &mut S,
+    peer: &PublicKey,
+    message: &IoBuf,
+) -> Result<(), Invalid> {
+    let bytes: &[u8] = message.as_ref();
+    let (&tag, payload) = bytes.split_first().ok_or(Invalid::Tag)?;
+    match tag {
+        BLOCK => app.receive_block(payload),
+        WANT => {
+            let hash: [u8; 32] = payload
+                .try_into()
+                .map_err(|_| Invalid::Want(payload.len()))?;
+            if let Some(block) = app.block_bytes(&Digest(hash)) {
+                sender.send(
+                    Recipients::One(peer.clone()),
+                    IoBuf::from(block_message(&block)),
+                    false,
+                );
+            }
+            Ok(())
+        }
+        TX => {
+            let mut rest = payload;
+            while !rest.is_empty() {
+                let (len, tail) = rest
+                    .split_first_chunk::<4>()
+                    .ok_or_else(|| Invalid::Payload("truncated transaction length".into()))?;
+                let len = u32::from_le_bytes(*len) as usize;
+                if len > tail.len() {
+                    return Err(Invalid::Payload("truncated transaction".into()));
+                }
+                let (tx, tail) = tail.split_at(len);
+                app.receive_tx(tx)?;
+                rest = tail;
+            }
+            Ok(())
+        }
+        _ => Err(Invalid::Tag),
+    }
+}
+
+/// `TX` messages carrying `txs`, each under [`MAX_GOSSIP_TX_BYTES`].
+fn tx_batches(txs: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut batches = Vec::new();
+    let mut batch = vec![TX];
+    for tx in txs {
+        if batch.len() + 4 + tx.len() > MAX_GOSSIP_TX_BYTES && batch.len() > 1 {
+            batches.push(std::mem::replace(&mut batch, vec![TX]));
+        }
+        let len = u32::try_from(tx.len()).unwrap_or(u32::MAX);
+        batch.extend_from_slice(&len.to_le_bytes());
+        batch.extend_from_slice(&tx);
+    }
+    if batch.len() > 1 {
+        batches.push(batch);
+    }
+    batches
+}

@@ -1,0 +1,108 @@
+//! Validators' authenticated network: Commonware `p2p::authenticated::lookup` over TCP.
+//!
+//! Every validator knows every other validator's account (its ed25519 key) and
+//! address, from `--peer account@host:port`. Connections are encrypted and
+//! authenticated with those keys; a connection from a key outside the set is
+//! refused. The four channels of [`crate::consensus::Channels`] are multiplexed
+//! over each connection.
+
+use std::{net::SocketAddr, num::NonZeroU32, time::Duration};
+
+use agora_types::AccountId;
+use commonware_codec::DecodeExt as _;
+use commonware_cryptography::{ed25519, ChaCha20Poly1305, Signer as _};
+use commonware_p2p::{
+    authenticated::lookup::{self, Network, Oracle, Receiver, Sender},
+    Address, AddressableManager as _,
+};
+use commonware_runtime::{Clock, Metrics, Network as RNetwork, Quota, Resolver, Spawner};
+use commonware_stream::{
+    cups::{self, Cups},
+    sake::{self, Sake},
+};
+use commonware_utils::{ordered::Map, NZUsize};
+use rand_core::CryptoRng;
+
+use crate::consensus::{gossip, Channels, CHANNELS};
+
+/// Namespace of the p2p handshake; changing it is a breaking change.
+const NAMESPACE: &[u8] = b"agora-chain-p2p-v1";
+
+/// Where this validator listens and where the others are.
+#[derive(Debug, Clone)]
+pub struct P2pConfig {
+    /// Address to accept peer connections on.
+    pub listen: SocketAddr,
+    /// The other validators: account and address.
+    pub peers: Vec<(AccountId, SocketAddr)>,
+}
+
+/// Why the network could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A peer account is not a valid ed25519 key.
+    #[error("peer {0} is not an ed25519 key")]
+    BadPeer(AccountId),
+    /// The same peer was named twice.
+    #[error("peer list names an account twice")]
+    Duplicate,
+}
+
+/// The validators' channels on `lookup`.
+pub(crate) type LookupChannels<E> =
+    Channels<Sender<ed25519::PublicKey, E>, Receiver<ed25519::PublicKey>>;
+
+/// Starts the network for `signer` with `config`; returns its channels and the
+/// oracle that blocks misbehaving peers.
+pub(crate) fn start<E>(
+    context: E,
+    signer: ed25519::PrivateKey,
+    config: &P2pConfig,
+) -> Result<(LookupChannels<E>, Oracle<ed25519::PublicKey>), Error>
+where
+    E: Spawner + Clock + CryptoRng + RNetwork + Resolver + Metrics,
+{
+    let me = signer.public_key();
+    let mut peers = vec![(me.clone(), Address::Symmetric(config.listen))];
+    for (account, addr) in &config.peers {
+        let key =
+            ed25519::PublicKey::decode(account.0.to_vec()).map_err(|_| Error::BadPeer(*account))?;
+        if key != me {
+            peers.push((key, Address::Symmetric(*addr)));
+        }
+    }
+    let count = peers.len();
+    let peers: Map<_, _> = peers.try_into().map_err(|_| Error::Duplicate)?;
+    let handshake = Cups::<_, ChaCha20Poly1305>::new(
+        Sake {
+            signer,
+            synchrony_bound: Duration::from_secs(5),
+            max_handshake_age: Duration::from_secs(10),
+            version: sake::Version::V1,
+        },
+        cups::Version::V1,
+    );
+    let max_message = u32::try_from(gossip::MAX_MESSAGE_BYTES).unwrap_or(u32::MAX);
+    let mut p2p = lookup::Config::local(
+        handshake,
+        NAMESPACE,
+        config.listen,
+        NZUsize!(count.max(1)),
+        max_message,
+        NZUsize!(4_096),
+    );
+    // Peers are named by the operator: a misbehaving one may come back after a minute.
+    p2p.block_duration = Duration::from_secs(60);
+    let (mut network, mut oracle) = Network::new(context.child("p2p"), p2p);
+    let _ = oracle.track(0, peers);
+    let quota = Quota::per_second(NonZeroU32::new(100_000).unwrap_or(NonZeroU32::MIN));
+    let mut register = |channel| network.register(channel, quota);
+    let channels = Channels {
+        votes: register(CHANNELS[0]),
+        certificates: register(CHANNELS[1]),
+        resolver: register(CHANNELS[2]),
+        gossip: register(CHANNELS[3]),
+    };
+    network.start();
+    Ok((channels, oracle))
+}
