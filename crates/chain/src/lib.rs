@@ -36,6 +36,8 @@ pub mod mempool;
 mod node;
 pub mod p2p;
 mod server;
+#[cfg(test)]
+mod simulation;
 pub mod store;
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};

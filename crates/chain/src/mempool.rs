@@ -127,6 +127,17 @@ impl Mempool {
         out
     }
 
+    /// Up to `max` waiting transactions, lowest nonces first per account (what a node
+    /// passes on again, in case a peer missed it).
+    pub fn waiting(&self, max: usize) -> Vec<SignedTx> {
+        self.accounts
+            .values()
+            .flat_map(|queue| queue.values().take(max))
+            .take(max)
+            .map(|(_, tx)| tx.clone())
+            .collect()
+    }
+
     /// Drops `account`'s transactions below its new next nonce.
     pub fn prune(&mut self, account: &AccountId, next_nonce: u64) {
         let Some(queue) = self.accounts.get_mut(account) else {

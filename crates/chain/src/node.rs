@@ -33,6 +33,8 @@ const EVENT_BUFFER: usize = 256;
 const MAX_CLOCK_DRIFT_MS: u64 = 5_000;
 /// How far above the executed head an unrequested block from a peer is kept.
 const MAX_AHEAD: u64 = 1_000;
+/// Most waiting transactions passed on again at once.
+const RESEND_MAX_TXS: usize = 2_000;
 /// Window over which the tx/s metric is computed.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -297,6 +299,12 @@ impl Node {
             crate::mempool::Reject::Full(_) => RpcFailure::new(code::MEMPOOL_FULL, err.to_string()),
             other => reject(other),
         })
+    }
+
+    /// The executed block at `height`.
+    #[cfg(test)]
+    pub(crate) fn stored_block(&self, height: u64) -> Option<StoredBlock> {
+        self.store.block(height).ok().flatten()
     }
 
     /// `tx_status`.
@@ -1255,7 +1263,15 @@ impl App for Arc<Node> {
         lock(&self.missing).iter().map(digest).collect()
     }
 
-    fn outgoing_txs(&self) -> Vec<Vec<u8>> {
+    fn outgoing_txs(&self, again: bool) -> Vec<Vec<u8>> {
+        if again {
+            lock(&self.outgoing).clear();
+            return lock(&self.mempool)
+                .waiting(RESEND_MAX_TXS)
+                .iter()
+                .map(agora_types::encode)
+                .collect();
+        }
         std::mem::take(&mut *lock(&self.outgoing))
     }
 }

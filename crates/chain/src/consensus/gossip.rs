@@ -38,6 +38,8 @@ pub(crate) const MAX_MESSAGE_BYTES: usize = agora_types::MAX_BLOCK_BYTES + 1;
 
 /// How often missing blocks and fresh transactions are sent out.
 const TICK: Duration = Duration::from_millis(50);
+/// How often transactions still waiting in the mempool are passed on again.
+const RESEND: Duration = Duration::from_secs(2);
 /// How long before a missing block is asked for again.
 const WANT_RETRY: Duration = Duration::from_millis(500);
 
@@ -91,6 +93,7 @@ pub(crate) async fn run<E, S, R, B, A>(
     A: App,
 {
     let mut asked: HashMap<Digest, std::time::SystemTime> = HashMap::new();
+    let mut resent = clock.current();
     loop {
         select! {
             incoming = receiver.recv() => {
@@ -129,7 +132,11 @@ pub(crate) async fn run<E, S, R, B, A>(
                         sender.send(Recipients::All, IoBuf::from(tagged(WANT, &digest.0)), false);
                     }
                 }
-                for batch in tx_batches(app.outgoing_txs()) {
+                let again = now.duration_since(resent).unwrap_or_default() >= RESEND;
+                if again {
+                    resent = now;
+                }
+                for batch in tx_batches(app.outgoing_txs(again)) {
                     sender.send(Recipients::All, IoBuf::from(batch), false);
                 }
             },

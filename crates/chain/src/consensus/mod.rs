@@ -84,8 +84,9 @@ pub(crate) trait App: Clone + Send + Sync + 'static {
     /// Blocks the node needs and lacks, to ask peers for.
     fn missing(&self) -> Vec<Digest>;
 
-    /// Transactions this node accepted since the last call, to pass on to peers.
-    fn outgoing_txs(&self) -> Vec<Vec<u8>>;
+    /// Transactions to pass on to peers: those accepted since the last call, and with
+    /// `again` also those still waiting (a peer that was cut off may have missed them).
+    fn outgoing_txs(&self, again: bool) -> Vec<Vec<u8>>;
 }
 
 /// The four network channels a validator uses: simplex's votes, certificates and
