@@ -1401,3 +1401,101 @@ fn block_wire(stored: &StoredBlock) -> wire::Block {
         .collect();
     wire::Block::from_header(&stored.block.header, &stored.result_root, txs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> (Node, Keypair) {
+        let key = Keypair::from_seed(b"unit-validator");
+        let other = Keypair::from_seed(b"unit-other");
+        let genesis = crate::genesis::dev_validators(
+            &ChainId::new("agora-unit").expect("chain id"),
+            1_000,
+            &[key.account_id(), other.account_id()],
+            &[],
+        );
+        let config = Config::new(
+            dir.to_path_buf(),
+            genesis,
+            key.clone(),
+            "127.0.0.1:0".parse().expect("addr"),
+        );
+        (Node::open(&config).expect("open"), key)
+    }
+
+    fn built(node: &Node, parent: Hash) -> Block {
+        let Build::Built(digest) = node.build_block(parent, 2_000, true).expect("build") else {
+            panic!("no block built");
+        };
+        node.store
+            .candidate(&hash_of(&digest))
+            .expect("store")
+            .expect("candidate")
+    }
+
+    #[test]
+    fn a_proposal_is_accepted_only_with_the_true_state_root_proposer_and_parent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (node, key) = open(dir.path());
+        let genesis = node.genesis_hash();
+        let good = built(&node, genesis);
+        let me = key.account_id();
+        let verify = |block: &Block, leader: AccountId| {
+            let hash = node.store.put_candidate(block).expect("store");
+            node.verify_block(genesis, hash, leader, 10_000)
+                .expect("verify")
+        };
+        assert_eq!(verify(&good, me), Some(true));
+
+        let mut wrong_root = good.clone();
+        wrong_root.header.state_root = Hash([7; 32]);
+        assert_eq!(verify(&wrong_root, me), Some(false), "wrong state root");
+
+        let other = Keypair::from_seed(b"unit-other").account_id();
+        assert_eq!(verify(&good, other), Some(false), "not the leader's block");
+
+        let mut far_future = good.clone();
+        far_future.header.timestamp_ms = 10_000 + MAX_CLOCK_DRIFT_MS + 1;
+        assert_eq!(verify(&far_future, me), None, "ahead of the clock: wait");
+
+        let mut orphan = good.clone();
+        orphan.header.parent = Hash([9; 32]);
+        orphan.header.height = 2;
+        let hash = node.store.put_candidate(&orphan).expect("store");
+        assert_eq!(
+            node.verify_block(Hash([9; 32]), hash, me, 10_000)
+                .expect("verify"),
+            None,
+            "unknown parent: wait and ask peers"
+        );
+        assert!(lock(&node.missing).contains(&Hash([9; 32])));
+    }
+
+    #[test]
+    fn garbage_and_inconsistent_blocks_from_peers_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (node, _) = open(dir.path());
+        assert!(node.receive_block(b"\x01\x02garbage").is_err());
+        let mut block = built(&node, node.genesis_hash());
+        block.txs.push(SignedTx::sign(
+            &Keypair::from_seed(b"unit-other"),
+            &node.chain_id,
+            0,
+            1,
+            agora_types::TxBody::Transfer {
+                to: node.proposer,
+                amount: 1,
+            },
+        ));
+        let bytes = agora_types::encode(&block);
+        assert!(
+            node.receive_block(&bytes).is_err(),
+            "a block whose txs do not match its tx root"
+        );
+        assert!(node.receive_tx(b"not a transaction").is_err());
+        // An oversized message never decodes.
+        let huge = vec![0u8; agora_types::MAX_BLOCK_BYTES + 1];
+        assert!(node.receive_block(&huge).is_err());
+    }
+}

@@ -495,3 +495,65 @@ fn an_equivocating_validator_cannot_fork_the_honest_three() {
         sim.check_safety();
     });
 }
+
+#[test]
+fn a_peer_sending_garbage_is_blocked_and_the_chain_goes_on() {
+    run_seeds("garbage peer", 7, |mut sim| async move {
+        use commonware_p2p::{Recipients, Sender as _};
+        for i in 1..VALIDATORS {
+            sim.start(i).await;
+        }
+        // Validator 0's key, but it sends junk on every channel instead of running consensus.
+        let mut channels = sim.channels(0).await;
+        for sender in [
+            &mut channels.votes.0,
+            &mut channels.certificates.0,
+            &mut channels.resolver.0,
+            &mut channels.gossip.0,
+        ] {
+            sender.send(Recipients::All, b"\x07not a message".to_vec(), false);
+        }
+        // A want of the wrong length, and a block that does not decode.
+        channels.gossip.0.send(Recipients::All, vec![1u8; 5], false);
+        channels
+            .gossip
+            .0
+            .send(Recipients::All, vec![0u8; 100], false);
+        sim.submit(10);
+        sim.run_until(5, Duration::from_secs(120)).await;
+        let blocked = sim.oracle.blocked().await.unwrap();
+        for i in 1..VALIDATORS {
+            assert!(
+                blocked.contains(&(sim.public[i].clone(), sim.public[0].clone())),
+                "validator {i} did not block the garbage peer: {blocked:?}"
+            );
+        }
+        sim.check_safety();
+    });
+}
+
+#[test]
+fn a_seed_replays_to_the_same_chain() {
+    let run = |seed: u64| {
+        let config = deterministic::Config::default()
+            .with_seed(seed)
+            .with_start_time(std::time::UNIX_EPOCH + Duration::from_millis(GENESIS_MS + 1_000));
+        deterministic::Runner::new(config).start(|context| async move {
+            let mut sim = Sim::new(context).await;
+            sim.relink(Link {
+                latency: Duration::from_millis(80),
+                jitter: Duration::from_millis(60),
+                success_rate: probability!(0.9),
+            })
+            .await;
+            sim.start_all().await;
+            sim.submit(20);
+            sim.run_until(6, Duration::from_secs(300)).await;
+            let node = sim.nodes[0].as_ref().unwrap();
+            (1..=6)
+                .map(|h| node.stored_block(h).unwrap().block.hash())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(run(11), run(11));
+}
