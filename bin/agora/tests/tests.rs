@@ -7,4 +7,5 @@ mod network;
 mod node_crash;
 #[path = "../../../crates/store/tests/peers.rs"]
 mod peers;
+mod validators;
 mod verification;

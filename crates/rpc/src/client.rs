@@ -1,6 +1,12 @@
 //! An async client for the node's RPC.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use agora_types::{AccountId, Cid, Hash, SignedTx};
 use futures::{stream::BoxStream, StreamExt};
@@ -41,29 +47,79 @@ impl Error {
     }
 }
 
-/// A client for one node.
+/// A client for a node, or for several nodes of one chain with failover.
+///
+/// Calls go to one node until it cannot be reached (connection refused, timeout, a
+/// 5xx answer); then the client moves to the next and retries there, so losing a
+/// node loses no service. Clones share the node in use.
 #[derive(Debug, Clone)]
 pub struct Client {
-    base: String,
+    bases: Arc<Vec<String>>,
+    current: Arc<AtomicUsize>,
     http: reqwest::Client,
 }
 
 impl Client {
-    /// A client for the node at `url` (e.g. `http://127.0.0.1:26657`).
+    /// A client for the node at `url` (e.g. `http://127.0.0.1:26657`), or for the
+    /// nodes of a comma-separated list of URLs, tried in order.
     pub fn new(url: &str) -> Result<Self, Error> {
-        let base = url.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
+        let mut bases = Vec::new();
+        for one in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            let base = one.trim_end_matches('/').to_owned();
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(Error::Url(one.to_owned()));
+            }
+            bases.push(base);
+        }
+        if bases.is_empty() {
             return Err(Error::Url(url.to_owned()));
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;
-        Ok(Client { base, http })
+        Ok(Client {
+            bases: Arc::new(bases),
+            current: Arc::new(AtomicUsize::new(0)),
+            http,
+        })
     }
 
-    /// The node's base URL.
+    /// The base URL of the node in use.
     pub fn url(&self) -> &str {
-        &self.base
+        &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// Every node this client may use.
+    pub fn urls(&self) -> &[String] {
+        &self.bases
+    }
+
+    /// Sends `request(base)` to the node in use, moving on to the next node while one
+    /// cannot be reached.
+    async fn send(
+        &self,
+        request: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for offset in 0..self.bases.len() {
+            let index = (start + offset) % self.bases.len();
+            match request(&self.bases[index]).send().await {
+                Ok(response) if !response.status().is_server_error() => {
+                    if offset > 0 {
+                        self.current.store(index, Ordering::Relaxed);
+                        tracing::warn!(target: "agora::rpc", node = %self.bases[index], "failed over to another node");
+                    }
+                    return Ok(response);
+                }
+                Ok(response) => last = Some(response.error_for_status().map(|_| ()).err()),
+                Err(err) => last = Some(Some(err)),
+            }
+        }
+        match last.flatten() {
+            Some(err) => Err(Error::Http(err)),
+            None => Err(Error::Decode("no node answered".into())),
+        }
     }
 
     /// Calls `method` with `params` and decodes the result.
@@ -80,10 +136,7 @@ impl Client {
             params,
         };
         let response: wire::Response = self
-            .http
-            .post(format!("{}/", self.base))
-            .json(&request)
-            .send()
+            .send(|base| self.http.post(format!("{base}/")).json(&request))
             .await?
             .json()
             .await?;
@@ -329,7 +382,7 @@ impl Client {
     ) -> Result<Vec<String>, Error> {
         let model = model.map(Cid::to_string);
         let except = except.map(AccountId::to_string);
-        let mut peers = vec![self.url().to_owned()];
+        let mut peers = self.urls().to_vec();
         peers.extend(
             self.providers()
                 .await?
@@ -385,18 +438,16 @@ impl Client {
     /// Whether `GET /health` answers 200.
     pub async fn health(&self) -> Result<bool, Error> {
         let response = self
-            .http
-            .get(format!("{}/health", self.base))
-            .send()
+            .send(|base| self.http.get(format!("{base}/health")))
             .await?;
         Ok(response.status().is_success())
     }
 
     /// Finalized blocks as they are executed, from `GET /events`.
     pub async fn events(&self) -> Result<BoxStream<'static, Result<wire::Block, Error>>, Error> {
-        let response = reqwest::Client::new()
-            .get(format!("{}/events", self.base))
-            .send()
+        let streaming = reqwest::Client::new();
+        let response = self
+            .send(|base| streaming.get(format!("{base}/events")))
             .await?
             .error_for_status()?;
         let bytes = response.bytes_stream();

@@ -1,7 +1,8 @@
 //! `agora devnet`: the whole network on this machine, with the bundled model.
 //!
-//! One process runs a ledger node (a validator set of one; dev genesis with funded keys and
-//! the default model active), three providers with their own keys, prices and data folders
+//! One process runs a ledger node (a validator set of one, or with `--validators 4` four
+//! validators agreeing by BFT consensus; dev genesis with funded keys and the default model
+//! active), three providers with their own keys, prices and data folders
 //! (each bonds, registers on the ledger and serves the default model), three verifiers (each
 //! bonds, registers, checks the transcripts the gateway samples, sits on dispute committees and
 //! scores the providers each epoch), and a gateway on `127.0.0.1:8080` that routes to the
@@ -27,6 +28,14 @@ pub struct Args {
     /// Address of the ledger node's JSON-RPC server.
     #[arg(long, env = "AGORA_RPC_LISTEN", default_value = "127.0.0.1:26657")]
     pub rpc_listen: SocketAddr,
+    /// Number of validators: one by default; 4 runs BFT consensus between four nodes
+    /// (RPC on consecutive ports from `--rpc-listen`, p2p from `--p2p-port`). A devnet
+    /// folder keeps the validator count it was created with.
+    #[arg(long, default_value_t = 1)]
+    pub validators: u16,
+    /// Port of the first validator's p2p listener; the others follow.
+    #[arg(long, default_value_t = 26670)]
+    pub p2p_port: u16,
     /// Number of providers.
     #[arg(long, default_value_t = 3)]
     pub providers: u16,
@@ -56,19 +65,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             data: chain_data.clone(),
             chain_id: "agora-devnet".into(),
             accounts: usize::from(args.providers) + usize::from(args.verifiers) + 1,
+            validators: usize::from(args.validators),
             force: false,
             json: false,
         })?;
     }
-    let node_config = node::config(node::Args {
-        data: chain_data.clone(),
-        rpc_listen: args.rpc_listen,
-        genesis: None,
-        key: None,
-        block_interval_ms: 200,
-        idle_interval_ms: 1000,
-    })?;
-    let rpc_url = format!("http://{}", args.rpc_listen);
+    let node_configs = validator_configs(&args, &chain_dir)?;
+    // Roles fail over between the validators' RPC servers.
+    let rpc_url = node_configs
+        .iter()
+        .map(|config| format!("http://{}", config.rpc_listen))
+        .collect::<Vec<_>>()
+        .join(",");
     let model = args.engine.model_config(&args.data)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -82,14 +90,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         let mut tasks = tokio::task::JoinSet::new();
-        let mut node_stopped = node_stopped;
-        let mut node = tokio::spawn(async move {
-            agora_chain::run(node_config, async move {
-                let _ = node_stopped.wait_for(|s| *s).await;
-            })
-            .await
-            .map_err(anyhow::Error::from)
-        });
+        let mut nodes = tokio::task::JoinSet::new();
+        for (index, config) in node_configs.into_iter().enumerate() {
+            let mut node_stopped = node_stopped.clone();
+            if index > 0 {
+                println!(
+                    "devnet: validator {index} on http://{} ({})",
+                    config.rpc_listen,
+                    config.data_dir.display()
+                );
+            }
+            nodes.spawn(async move {
+                agora_chain::run(config, async move {
+                    let _ = node_stopped.wait_for(|s| *s).await;
+                })
+                .await
+                .map_err(anyhow::Error::from)
+            });
+        }
+        drop(node_stopped);
         wait_for_node(&rpc_url).await?;
 
         let mut provider_urls = Vec::new();
@@ -210,7 +229,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(result) = tasks.join_next() => {
                 failure = flatten(result).err();
             }
-            result = &mut node => node_result = Some(result),
+            Some(result) = nodes.join_next() => node_result = Some(result),
         }
         let _ = stop.send(true);
         while let Some(result) = tasks.join_next().await {
@@ -219,12 +238,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         let _ = stop_node.send(true);
-        let node_result = match node_result {
-            Some(result) => result,
-            None => node.await,
-        };
-        if let Err(err) = flatten(node_result) {
+        if let Some(Err(err)) = node_result.map(flatten) {
             failure.get_or_insert(err);
+        }
+        while let Some(result) = nodes.join_next().await {
+            if let Err(err) = flatten(result) {
+                failure.get_or_insert(err);
+            }
         }
         match failure {
             Some(err) => Err(err),
@@ -262,6 +282,56 @@ async fn fund(
         .await
         .map_err(|err| anyhow::anyhow!("funding verifier {account}: {err}"))?;
     Ok(())
+}
+
+/// The validators' node configs: the first in the devnet folder, validator N in
+/// `<devnet>/validator-N`, all on the devnet's genesis.
+fn validator_configs(args: &Args, chain_dir: &Path) -> anyhow::Result<Vec<agora_chain::Config>> {
+    let genesis =
+        agora_chain::genesis::GenesisFile::load(&chain_dir.join("genesis.json"))?.to_genesis()?;
+    let count = genesis.validators.len();
+    if count != usize::from(args.validators.max(1)) {
+        anyhow::bail!(
+            "the devnet in {} was created with {count} validator(s); start it with \
+             --validators {count}, or use another --data-dir",
+            chain_dir.display()
+        );
+    }
+    let p2p = |index: usize| -> anyhow::Result<SocketAddr> {
+        let port = u16::try_from(usize::from(args.p2p_port) + index)?;
+        Ok(SocketAddr::new(args.rpc_listen.ip(), port))
+    };
+    let mut configs = Vec::new();
+    for index in 0..count {
+        let data = match index {
+            0 => chain_dir.to_path_buf(),
+            n => chain_dir.join(format!("validator-{n}")),
+        };
+        let rpc_port = u16::try_from(usize::from(args.rpc_listen.port()) + index)?;
+        let peers = (0..count)
+            .filter(|other| *other != index && count > 1)
+            .map(|other| {
+                Ok(format!(
+                    "{}@{}",
+                    genesis.validators[other].account,
+                    p2p(other)?
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        configs.push(node::config(node::Args {
+            data: DataDirArgs {
+                data_dir: Some(data),
+            },
+            rpc_listen: SocketAddr::new(args.rpc_listen.ip(), rpc_port),
+            genesis: Some(chain_dir.join("genesis.json")),
+            key: Some(genesis::validator_key_path(chain_dir, index)),
+            block_interval_ms: 200,
+            idle_interval_ms: 1000,
+            p2p_listen: (count > 1).then(|| p2p(index)).transpose()?,
+            peers,
+        })?);
+    }
+    Ok(configs)
 }
 
 fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {

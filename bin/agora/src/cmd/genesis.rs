@@ -24,6 +24,10 @@ pub(crate) struct InitArgs {
     /// Number of funded dev accounts (keys in `<data-dir>/keys/dev-N.key`).
     #[arg(long, default_value_t = 3)]
     pub(crate) accounts: usize,
+    /// Number of validators: the first key is `<data-dir>/validator.key`, the others
+    /// `<data-dir>/validator-N.key`.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) validators: usize,
     /// Replace an existing genesis file.
     #[arg(long)]
     pub(crate) force: bool,
@@ -58,6 +62,14 @@ pub(crate) fn getrandom(out: &mut [u8]) -> anyhow::Result<()> {
         .context("reading /dev/urandom")
 }
 
+/// Where `agora genesis init` keeps validator `index`'s key.
+pub(crate) fn validator_key_path(data_dir: &std::path::Path, index: usize) -> std::path::PathBuf {
+    match index {
+        0 => data_dir.join("validator.key"),
+        n => data_dir.join(format!("validator-{n}.key")),
+    }
+}
+
 pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
     let data_dir = args.data.path();
     std::fs::create_dir_all(&data_dir)?;
@@ -69,7 +81,11 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
         );
     }
     let chain_id = ChainId::new(&args.chain_id)?;
-    let validator = load_or_create(&data_dir.join("validator.key"))?;
+    let mut validators = Vec::new();
+    for index in 0..args.validators.max(1) {
+        validators.push(load_or_create(&validator_key_path(&data_dir, index))?.account_id());
+    }
+    let validator = validators[0];
     let mut funded = Vec::new();
     let mut key_paths = Vec::new();
     for idx in 0..args.accounts {
@@ -81,7 +97,7 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let genesis = agora_chain::genesis::dev(&chain_id, now_ms, validator.account_id(), &funded);
+    let genesis = agora_chain::genesis::dev_validators(&chain_id, now_ms, &validators, &funded);
     agora_chain::genesis::GenesisFile::from_genesis(&genesis).save(&genesis_path)?;
     if args.json {
         let accounts: Vec<_> = funded
@@ -95,14 +111,17 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
             "genesis": genesis_path.display().to_string(),
             "genesis_hash": genesis.hash().to_hex(),
             "chain_id": chain_id.to_string(),
-            "validator": validator.account_id().to_string(),
+            "validator": validator.to_string(),
+            "validators": validators.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "accounts": accounts,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("wrote {}", genesis_path.display());
         println!("chain id   {chain_id}");
-        println!("validator  {}", validator.account_id());
+        for validator in &validators {
+            println!("validator  {validator}");
+        }
         for (account, path) in funded.iter().zip(&key_paths) {
             println!("funded     {account}  ({})", path.display());
         }

@@ -1,4 +1,5 @@
-//! `agora node`: run a ledger node (a validator set of one by default).
+//! `agora node`: run a ledger node: a validator set of one by default, or one of several
+//! validators (`--p2p-listen` and a `--peer` for each other validator).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -25,6 +26,28 @@ pub(crate) struct Args {
     /// Longest time without a block when idle, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub(crate) idle_interval_ms: u64,
+    /// Address for connections from the other validators (needed when genesis names
+    /// more than one validator).
+    #[arg(long, env = "AGORA_P2P_LISTEN")]
+    pub(crate) p2p_listen: Option<SocketAddr>,
+    /// Another validator, as `agora1…@host:port`; repeat for each (or comma-separate).
+    #[arg(long = "peer", env = "AGORA_PEERS", value_delimiter = ',')]
+    pub(crate) peers: Vec<String>,
+}
+
+/// Parses `agora1…@host:port`.
+fn parse_peer(text: &str) -> anyhow::Result<(agora_types::AccountId, SocketAddr)> {
+    let (account, addr) = text
+        .split_once('@')
+        .with_context(|| format!("peer {text:?} is not account@host:port"))?;
+    let account = account
+        .parse()
+        .map_err(|err| anyhow::anyhow!("peer {text:?}: {err}"))?;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .with_context(|| format!("peer {text:?}: bad address"))?
+        .next()
+        .with_context(|| format!("peer {text:?}: address does not resolve"))?;
+    Ok((account, addr))
 }
 
 /// Turns flags into the node's config.
@@ -47,6 +70,16 @@ pub(crate) fn config(args: Args) -> anyhow::Result<agora_chain::Config> {
     config.min_block_interval = Duration::from_millis(args.block_interval_ms);
     config.max_idle_interval =
         Duration::from_millis(args.idle_interval_ms.max(args.block_interval_ms));
+    if let Some(listen) = args.p2p_listen {
+        let peers = args
+            .peers
+            .iter()
+            .map(|peer| parse_peer(peer))
+            .collect::<anyhow::Result<_>>()?;
+        config.p2p = Some(agora_chain::P2pConfig { listen, peers });
+    } else if !args.peers.is_empty() {
+        anyhow::bail!("--peer needs --p2p-listen");
+    }
     Ok(config)
 }
 
