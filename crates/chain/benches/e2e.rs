@@ -1,9 +1,12 @@
-//! End-to-end throughput and latency of one node: transactions submitted over
-//! RPC until they are finalized and executed, against the in-process apply rate.
+//! End-to-end throughput and finality latency: transactions submitted over RPC until
+//! they are finalized and executed, against the in-process apply rate.
 //!
 //! Run with `bench/chain_e2e.sh` (or `cargo bench -p agora-chain --bench e2e`).
 //! `AGORA_BENCH_TXS` sets the number of transactions (default 4000),
-//! `AGORA_BENCH_ACCOUNTS` the number of sending accounts (default 16).
+//! `AGORA_BENCH_ACCOUNTS` the number of sending accounts (default 16),
+//! `AGORA_BENCH_VALIDATORS` the number of validators on loopback (default 1; with more,
+//! each runs in this process with its own p2p port and store, transactions go to them in
+//! turn, and latency is measured to execution on the first).
 
 use std::{
     collections::HashMap,
@@ -92,35 +95,76 @@ fn in_process_rate(genesis: &agora_types::Genesis, txs: &[Vec<SignedTx>], block_
 async fn main() {
     let n_txs = env_usize("AGORA_BENCH_TXS", 4_000);
     let n_accounts = env_usize("AGORA_BENCH_ACCOUNTS", 16).max(1);
+    let n_validators = env_usize("AGORA_BENCH_VALIDATORS", 1).max(1);
     let per_account = n_txs.div_ceil(n_accounts);
     let chain = ChainId::new("agora-bench").expect("chain id");
-    let validator = Keypair::from_seed(b"validator");
+    let validators: Vec<Keypair> = (0..n_validators)
+        .map(|idx| match idx {
+            0 => Keypair::from_seed(b"validator"),
+            n => Keypair::from_seed(format!("validator-{n}").as_bytes()),
+        })
+        .collect();
     let keys: Vec<Keypair> = (0..n_accounts)
         .map(|idx| Keypair::from_seed(format!("bench-{idx}").as_bytes()))
         .collect();
     let accounts: Vec<_> = keys.iter().map(Keypair::account_id).collect();
-    let genesis = genesis::dev(&chain, 1_767_225_600_000, validator.account_id(), &accounts);
+    let validator_ids: Vec<_> = validators.iter().map(Keypair::account_id).collect();
+    let genesis = genesis::dev_validators(&chain, 1_767_225_600_000, &validator_ids, &accounts);
     let fee = genesis.params.min_fee;
     let txs = transfers(&keys, &chain, per_account, fee);
     let total: usize = txs.iter().map(Vec::len).sum();
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut config = Config::new(dir.path().to_path_buf(), genesis.clone(), validator, addr);
-    config.mempool_max_txs = total + 1;
-    let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
-    let node = tokio::spawn(agora_chain::run_with_listener(
-        config,
-        listener,
-        async move {
-            let _ = signal.await;
-        },
-    ));
-    let client = Client::new(&format!("http://{addr}")).expect("client");
-    while !matches!(client.health().await, Ok(true)) {
+    let p2p: Vec<std::net::SocketAddr> = (0..n_validators)
+        .map(|_| {
+            let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            socket.local_addr().expect("addr")
+        })
+        .collect();
+    let mut clients = Vec::new();
+    let mut nodes = Vec::new();
+    let mut shutdowns = Vec::new();
+    for (idx, key) in validators.iter().enumerate() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut config = Config::new(
+            dir.path().join(format!("node-{idx}")),
+            genesis.clone(),
+            key.clone(),
+            addr,
+        );
+        config.mempool_max_txs = total + 1;
+        if n_validators > 1 {
+            config.p2p = Some(agora_chain::P2pConfig {
+                listen: p2p[idx],
+                peers: validator_ids
+                    .iter()
+                    .copied()
+                    .zip(p2p.iter().copied())
+                    .collect(),
+            });
+        }
+        let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+        shutdowns.push(shutdown);
+        nodes.push(tokio::spawn(agora_chain::run_with_listener(
+            config,
+            listener,
+            async move {
+                let _ = signal.await;
+            },
+        )));
+        clients.push(Client::new(&format!("http://{addr}")).expect("client"));
+    }
+    for client in &clients {
+        while !matches!(client.health().await, Ok(true)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let client = clients[0].clone();
+    // Validators are up once the first block is finalized.
+    while client.head().await.map(|h| h.height).unwrap_or(0) < 1 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -151,8 +195,8 @@ async fn main() {
     let submitted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let start = Instant::now();
     let mut senders = Vec::new();
-    for account_txs in txs.clone() {
-        let client = client.clone();
+    for (idx, account_txs) in txs.clone().into_iter().enumerate() {
+        let client = clients[idx % clients.len()].clone();
         let submitted = Arc::clone(&submitted);
         senders.push(tokio::spawn(async move {
             for tx in account_txs {
@@ -185,19 +229,21 @@ async fn main() {
         .min(total.max(1));
     let apply_rate = in_process_rate(&genesis, &txs, block_txs);
 
-    println!("agora-chain e2e bench: {total} transfers from {n_accounts} accounts, one validator");
+    println!(
+        "agora-chain e2e bench: {total} transfers from {n_accounts} accounts, {n_validators} validator(s) on loopback"
+    );
     println!(
         "  submitted in         {:>8.2} s",
         submit_done.as_secs_f64()
     );
     println!("  all executed in      {:>8.2} s", elapsed.as_secs_f64());
-    println!("  end-to-end           {e2e_rate:>8.0} tx/s");
+    println!("  finalized            {e2e_rate:>8.0} tx/s");
     println!(
-        "  latency p50          {:>8.1} ms",
+        "  finality p50         {:>8.1} ms (submitted to executed)",
         percentile(&latencies, 0.5).as_secs_f64() * 1e3
     );
     println!(
-        "  latency p99          {:>8.1} ms",
+        "  finality p99         {:>8.1} ms",
         percentile(&latencies, 0.99).as_secs_f64() * 1e3
     );
     let blocks = blocks.lock().expect("lock").clone();
@@ -211,8 +257,12 @@ async fn main() {
         );
     }
     println!("  in-process apply     {apply_rate:>8.0} tx/s (blocks of {block_txs})");
-    println!("  ratio e2e / apply    {:>8.3}", e2e_rate / apply_rate);
+    println!("  ratio finalized / apply {:>5.3}", e2e_rate / apply_rate);
 
-    let _ = shutdown.send(());
-    let _ = node.await;
+    for shutdown in shutdowns {
+        let _ = shutdown.send(());
+    }
+    for node in nodes {
+        let _ = node.await;
+    }
 }

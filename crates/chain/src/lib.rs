@@ -39,6 +39,7 @@ mod server;
 #[cfg(test)]
 mod simulation;
 pub mod store;
+pub mod sync;
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -69,6 +70,9 @@ pub struct Config {
     pub max_idle_interval: Duration,
     /// The validators' network; required when genesis names more than one validator.
     pub p2p: Option<P2pConfig>,
+    /// On first start, begin from the state of the node at this RPC URL instead of
+    /// replaying from genesis ([`sync`]); ignored once the data folder has a chain.
+    pub state_sync: Option<String>,
 }
 
 impl Config {
@@ -84,6 +88,7 @@ impl Config {
             min_block_interval: Duration::from_millis(200),
             max_idle_interval: Duration::from_secs(1),
             p2p: None,
+            state_sync: None,
         }
     }
 }
@@ -100,6 +105,9 @@ pub enum Error {
     /// Consensus could not start.
     #[error("consensus: {0}")]
     Consensus(#[from] consensus::Error),
+    /// A state-sync snapshot was refused or could not be fetched.
+    #[error("state sync: {0}")]
+    Sync(String),
     /// The validators' network could not start.
     #[error("p2p: {0}")]
     P2p(#[from] p2p::Error),
@@ -136,9 +144,15 @@ pub async fn run_with_listener(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     std::fs::create_dir_all(&config.data_dir)?;
+    let snapshot = match &config.state_sync {
+        Some(url) if !config.data_dir.join("chain.redb").exists() => {
+            Some(fetch_snapshot(url).await?)
+        }
+        _ => None,
+    };
     let node = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || node::Node::open(&config))
+        tokio::task::spawn_blocking(move || node::Node::open_from(&config, snapshot.as_ref()))
             .await
             .map_err(|err| Error::Fatal(err.to_string()))??
     };
@@ -187,6 +201,25 @@ pub async fn run_with_listener(
             Ok(())
         }
     }
+}
+
+/// Fetches a peer's state snapshot (`GET /state/snapshot`).
+async fn fetch_snapshot(url: &str) -> Result<sync::StateSnapshot, Error> {
+    let client = agora_rpc::Client::new(url).map_err(|err| Error::Sync(err.to_string()))?;
+    let bytes = client
+        .state_snapshot(sync::MAX_SNAPSHOT_BYTES)
+        .await
+        .map_err(|err| Error::Sync(format!("fetching from {url}: {err}")))?;
+    let snapshot =
+        sync::StateSnapshot::from_bytes(&bytes).map_err(|err| Error::Sync(err.to_string()))?;
+    info!(
+        target: "agora::chain",
+        from = %url,
+        height = snapshot.head.height,
+        bytes = bytes.len(),
+        "fetched state snapshot"
+    );
+    Ok(snapshot)
 }
 
 /// Starts consensus on Commonware's tokio runtime on its own thread.

@@ -24,6 +24,7 @@ use crate::{
     mempool::Mempool,
     server::RpcFailure,
     store::{HeadRecord, Snapshot, Store, StoredBlock, TxOutcome},
+    sync::StateSnapshot,
     Config, Error,
 };
 
@@ -115,7 +116,17 @@ fn parse_account(text: &str) -> Result<AccountId, RpcFailure> {
 
 impl Node {
     /// Opens the store, writing genesis on first start.
+    #[cfg(test)]
     pub(crate) fn open(config: &Config) -> Result<Self, Error> {
+        Self::open_from(config, None)
+    }
+
+    /// Opens the store; on first start it begins at `snapshot`'s head (checked against its
+    /// state root) when one is given, and at genesis otherwise.
+    pub(crate) fn open_from(
+        config: &Config,
+        snapshot: Option<&StateSnapshot>,
+    ) -> Result<Self, Error> {
         let store = Store::open(&config.data_dir.join("chain.redb"))?;
         let genesis_hash = config.genesis.hash();
         let head = match store.head()? {
@@ -129,6 +140,21 @@ impl Node {
                     .into());
                 }
                 head
+            }
+            None if snapshot.is_some() => {
+                let snapshot = snapshot.expect("invariant: checked just above");
+                snapshot
+                    .verify()
+                    .map_err(|err| Error::Sync(err.to_string()))?;
+                store.init_from_snapshot(genesis_hash, &snapshot.head, &snapshot.entries)?;
+                info!(
+                    target: "agora::chain",
+                    height = snapshot.head.height,
+                    state_root = %snapshot.head.state_root,
+                    entries = snapshot.entries.len(),
+                    "started from a state snapshot"
+                );
+                snapshot.head.clone()
             }
             None => {
                 let snapshot = store.snapshot()?;
@@ -299,6 +325,12 @@ impl Node {
             crate::mempool::Reject::Full(_) => RpcFailure::new(code::MEMPOOL_FULL, err.to_string()),
             other => reject(other),
         })
+    }
+
+    /// The executed head and full state, for a peer's state sync.
+    pub(crate) fn state_snapshot(&self) -> Result<StateSnapshot, crate::store::Error> {
+        let (head, entries) = self.store.export()?;
+        Ok(StateSnapshot { head, entries })
     }
 
     /// The executed block at `height`.

@@ -61,6 +61,7 @@ pub(crate) fn app(node: Arc<Node>) -> Router {
         .route("/events", get(events))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/state/snapshot", get(state_snapshot))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -73,6 +74,27 @@ async fn health(State(node): State<Arc<Node>>) -> Response {
     match node.fatal() {
         None => (StatusCode::OK, "ok").into_response(),
         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+    }
+}
+
+/// The executed head and full state at one commit, for a new node's state sync.
+async fn state_snapshot(State(node): State<Arc<Node>>) -> Response {
+    match tokio::task::spawn_blocking(move || node.state_snapshot()).await {
+        Ok(Ok(snapshot)) => (
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            snapshot.to_bytes(),
+        )
+            .into_response(),
+        Ok(Err(err)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            RpcFailure::internal(err).message,
+        )
+            .into_response(),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            RpcFailure::internal(err).message,
+        )
+            .into_response(),
     }
 }
 

@@ -64,6 +64,7 @@ struct Sim {
     nodes: Vec<Option<Arc<Node>>>,
     running: Vec<Option<Handle<()>>>,
     submitted: Vec<Hash>,
+    next_nonce: u64,
     restarts: usize,
 }
 
@@ -116,6 +117,7 @@ impl Sim {
             nodes: vec![None; VALIDATORS],
             running: (0..VALIDATORS).map(|_| None).collect(),
             submitted: Vec::new(),
+            next_nonce: 0,
             restarts: 0,
         }
     }
@@ -156,8 +158,17 @@ impl Sim {
 
     /// Opens validator `i`'s node from its folder and starts its consensus.
     async fn start(&mut self, i: usize) {
+        self.start_from(i, None).await;
+    }
+
+    /// Starts validator `i`, from `snapshot` when its folder is empty.
+    async fn start_from(&mut self, i: usize, snapshot: Option<&crate::sync::StateSnapshot>) {
         let config = self.node_config(i);
-        let node = Arc::new(Node::open(&config).expect("open node").with_inline_apply());
+        let node = Arc::new(
+            Node::open_from(&config, snapshot)
+                .expect("open node")
+                .with_inline_apply(),
+        );
         let consensus_config = consensus::Config {
             signer: node::consensus_key(&config.key),
             validators: node::validator_keys(&config.genesis),
@@ -264,7 +275,8 @@ impl Sim {
     /// Submits `count` transfers from the user, spread over the running nodes.
     fn submit(&mut self, count: u64) {
         let targets: Vec<Arc<Node>> = self.honest().map(|(_, node)| Arc::clone(node)).collect();
-        let first = self.submitted.len() as u64;
+        let first = self.next_nonce;
+        self.next_nonce += count;
         for nonce in first..first + count {
             let tx = SignedTx::sign(
                 &user(),
@@ -303,9 +315,22 @@ impl Sim {
             if elapsed > limit {
                 let heights: Vec<_> = self
                     .honest()
-                    .map(|(i, node)| (i, node.head().height))
+                    .map(|(i, node)| {
+                        let uncommitted = self
+                            .submitted
+                            .iter()
+                            .filter(|hash| {
+                                node.tx_status(&hash.to_hex())
+                                    .is_ok_and(|s| s.status != agora_rpc::wire::TxState::Committed)
+                            })
+                            .count();
+                        (i, node.head().height, uncommitted)
+                    })
                     .collect();
-                panic!("no progress to height {height} within {limit:?}: heights {heights:?}");
+                panic!(
+                    "no progress to height {height} within {limit:?}: \
+                     (validator, height, submitted txs not committed) {heights:?}"
+                );
             }
             self.context.sleep(Duration::from_millis(100)).await;
         }
@@ -318,6 +343,12 @@ impl Sim {
 
     /// Safety: executed blocks and state roots agree at every height two nodes share.
     fn check_safety(&self) {
+        self.check_safety_from(1);
+    }
+
+    /// [`Sim::check_safety`] from height `from` (a node that joined by state sync lacks
+    /// the blocks below).
+    fn check_safety_from(&self, from: u64) {
         let nodes: Vec<_> = self.honest().collect();
         let heights: Vec<_> = nodes.iter().map(|(i, n)| (*i, n.head().height)).collect();
         eprintln!(
@@ -334,7 +365,7 @@ impl Sim {
             .map(|(_, node)| node.head().height)
             .min()
             .unwrap_or(0);
-        for height in 1..=top {
+        for height in from..=top {
             let mut seen: Option<(Hash, Hash)> = None;
             for (i, node) in &nodes {
                 let stored = node
@@ -359,27 +390,42 @@ impl Sim {
     }
 }
 
+/// Two seeds that differ from run to run.
+fn random_seeds() -> [u64; 2] {
+    let random = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7);
+    [random, random.rotate_left(17) ^ 0x9e37_79b9]
+}
+
 /// Runs `scenario` under a fixed seed and two random ones.
 fn run_seeds<F, Fut>(name: &str, fixed: u64, scenario: F)
 where
     F: Fn(Sim) -> Fut + Copy + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let random = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(7);
-    for seed in [fixed, random, random.rotate_left(17) ^ 0x9e37_79b9] {
-        eprintln!("scenario {name}: seed {seed}");
-        let config = deterministic::Config::default()
-            .with_seed(seed)
-            .with_start_time(std::time::UNIX_EPOCH + Duration::from_millis(GENESIS_MS + 1_000))
-            .with_timeout(Some(Duration::from_secs(600)));
-        deterministic::Runner::new(config).start(|context| async move {
-            let sim = Sim::new(context).await;
-            scenario(sim).await;
-        });
+    run_seed(name, fixed, scenario);
+    for seed in random_seeds() {
+        run_seed(name, seed, scenario);
     }
+}
+
+/// Runs `scenario` under `seed`, printing the seed first.
+fn run_seed<F, Fut>(name: &str, seed: u64, scenario: F)
+where
+    F: FnOnce(Sim) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    eprintln!("scenario {name}: seed {seed}");
+    let config = deterministic::Config::default()
+        .with_seed(seed)
+        .with_start_time(std::time::UNIX_EPOCH + Duration::from_millis(GENESIS_MS + 1_000))
+        .with_timeout(Some(Duration::from_secs(48 * 3_600)));
+    deterministic::Runner::new(config).start(|context| async move {
+        let sim = Sim::new(context).await;
+        scenario(sim).await;
+    });
 }
 
 #[test]
@@ -556,4 +602,76 @@ fn a_seed_replays_to_the_same_chain() {
         })
     };
     assert_eq!(run(11), run(11));
+}
+
+#[test]
+fn a_validator_that_never_ran_joins_a_long_chain_by_state_sync() {
+    // The fixed seed grows the full 10,000 blocks; the random ones a shorter chain
+    // (`AGORA_SIM_LONG_CHAIN` overrides the fixed seed's length).
+    let long: u64 = std::env::var("AGORA_SIM_LONG_CHAIN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let [a, b] = random_seeds();
+    for (seed, blocks) in [(8, long), (a, 1_000), (b, 1_000)] {
+        run_seed("state sync", seed, move |sim| state_sync(sim, blocks));
+    }
+}
+
+async fn state_sync(mut sim: Sim, blocks: u64) {
+    {
+        for i in 0..3 {
+            sim.start(i).await;
+        }
+        sim.submit(30);
+        sim.run_until(blocks, Duration::from_secs(blocks * 10))
+            .await;
+        let snapshot = sim.nodes[0].as_ref().unwrap().state_snapshot().unwrap();
+        let synced_at = snapshot.head.height;
+
+        // A snapshot whose entries do not hash to its root is refused before anything is written.
+        let mut forged = snapshot.clone();
+        if let Some((_, value)) = forged.entries.iter_mut().find(|(_, v)| v.len() > 8) {
+            value[0] ^= 1;
+        }
+        let forged_dir = tempfile::tempdir().unwrap();
+        let mut config = sim.node_config(3);
+        config.data_dir = forged_dir.path().to_path_buf();
+        assert!(matches!(
+            Node::open_from(&config, Some(&forged)),
+            Err(crate::Error::Sync(_))
+        ));
+
+        sim.start_from(3, Some(&snapshot)).await;
+        // Transactions below the sync height are not on the joined node; watch new ones.
+        sim.submitted.clear();
+        sim.submit(10);
+        sim.run_until(synced_at + 10, Duration::from_secs(300))
+            .await;
+        let joined = sim.nodes[3].as_ref().unwrap();
+        assert!(
+            joined.stored_block(synced_at).is_none(),
+            "replayed instead of syncing"
+        );
+        sim.check_safety_from(synced_at + 1);
+
+        // Same answers, with the same proofs, at the same height.
+        let reference = sim.nodes[0].as_ref().unwrap();
+        while reference.head().height != joined.head().height {
+            sim.wait(Duration::from_millis(10)).await;
+        }
+        for account in [user().account_id(), sim.keys[0].account_id()] {
+            let address = account.to_string();
+            assert_eq!(
+                reference.account(&address).map_err(|e| e.message),
+                joined.account(&address).map_err(|e| e.message)
+            );
+            let params = agora_rpc::wire::ProofParams {
+                kind: agora_rpc::wire::ProofKind::Account,
+                address,
+            };
+            let (a, b) = (reference.proof(&params), joined.proof(&params));
+            assert_eq!(a.map_err(|e| e.message), b.map_err(|e| e.message));
+        }
+    }
 }

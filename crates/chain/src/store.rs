@@ -271,6 +271,46 @@ impl Store {
         Ok(table.get(&hash.0)?.map(|loc| loc.value()))
     }
 
+    /// The executed head and every state entry, read at one commit (what a state-sync
+    /// peer sends).
+    pub fn export(&self) -> Result<(HeadRecord, Entries), Error> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let head: HeadRecord = match meta.get(META_HEAD)? {
+            Some(bytes) => decode("meta", bytes.value())?,
+            None => return Err(corrupt("meta", "no head")),
+        };
+        let state = txn.open_table(STATE)?;
+        let mut entries = Vec::new();
+        for entry in state.iter()? {
+            let (key, value) = entry?;
+            entries.push((key.value().to_vec(), value.value().to_vec()));
+        }
+        Ok((head, entries))
+    }
+
+    /// Starts an empty store from a verified state snapshot: state, head and genesis hash
+    /// in one transaction. Blocks below the head stay absent.
+    pub fn init_from_snapshot(
+        &self,
+        genesis: Hash,
+        head: &HeadRecord,
+        entries: &Entries,
+    ) -> Result<(), Error> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut state = txn.open_table(STATE)?;
+            for (key, value) in entries {
+                state.insert(key.as_slice(), value.as_slice())?;
+            }
+            let mut meta = txn.open_table(META)?;
+            meta.insert(META_GENESIS, encoding::encode(&genesis).as_slice())?;
+            meta.insert(META_HEAD, encoding::encode(head).as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// A consistent read-only view of the ledger state.
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
         let txn = self.db.begin_read()?;

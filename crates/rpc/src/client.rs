@@ -443,6 +443,30 @@ impl Client {
         Ok(response.status().is_success())
     }
 
+    /// A node's executed head and full state (`GET /state/snapshot`, borsh), refused when
+    /// larger than `max` bytes; `agora-chain` decodes and checks it.
+    pub async fn state_snapshot(&self, max: usize) -> Result<Vec<u8>, Error> {
+        let mut response = self
+            .send(|base| self.http.get(format!("{base}/state/snapshot")))
+            .await?
+            .error_for_status()?;
+        let too_big = || Error::Decode(format!("snapshot over {max} bytes"));
+        if response
+            .content_length()
+            .is_some_and(|len| len as usize > max)
+        {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if bytes.len() + chunk.len() > max {
+                return Err(too_big());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
     /// Finalized blocks as they are executed, from `GET /events`.
     pub async fn events(&self) -> Result<BoxStream<'static, Result<wire::Block, Error>>, Error> {
         let streaming = reqwest::Client::new();

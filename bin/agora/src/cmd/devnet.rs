@@ -329,6 +329,7 @@ fn validator_configs(args: &Args, chain_dir: &Path) -> anyhow::Result<Vec<agora_
             idle_interval_ms: 1000,
             p2p_listen: (count > 1).then(|| p2p(index)).transpose()?,
             peers,
+            state_sync: None,
         })?);
     }
     Ok(configs)

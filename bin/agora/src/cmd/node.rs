@@ -33,6 +33,10 @@ pub(crate) struct Args {
     /// Another validator, as `agora1…@host:port`; repeat for each (or comma-separate).
     #[arg(long = "peer", env = "AGORA_PEERS", value_delimiter = ',')]
     pub(crate) peers: Vec<String>,
+    /// On first start, begin from the state of the node at this RPC URL (checked against
+    /// its state root, then against the finalized chain) instead of replaying from genesis.
+    #[arg(long, env = "AGORA_STATE_SYNC")]
+    pub(crate) state_sync: Option<String>,
 }
 
 /// Parses `agora1…@host:port`.
@@ -70,6 +74,7 @@ pub(crate) fn config(args: Args) -> anyhow::Result<agora_chain::Config> {
     config.min_block_interval = Duration::from_millis(args.block_interval_ms);
     config.max_idle_interval =
         Duration::from_millis(args.idle_interval_ms.max(args.block_interval_ms));
+    config.state_sync = args.state_sync;
     if let Some(listen) = args.p2p_listen {
         let peers = args
             .peers
