@@ -1058,6 +1058,17 @@ impl Node {
         match stored {
             Ok(_) => {
                 lock(&self.missing).remove(&hash);
+                let parent = block.header.parent;
+                let parent_known =
+                    parent == head.hash || !matches!(self.lookup_block(&parent), Ok(None));
+                if !parent_known {
+                    // Walking back to the executed head: its parent comes next; until it
+                    // arrives no chain is complete, so there is nothing to execute.
+                    if wanted && block.header.height > head.height.saturating_add(1) {
+                        self.want(parent);
+                    }
+                    return Ok(());
+                }
                 if self.inline_apply {
                     if let Err(err) = self.apply_finalized() {
                         self.set_fatal(err.to_string());
@@ -1167,7 +1178,8 @@ impl Node {
                 }
                 // Sleep until a finalization or a block arrives; poll while blocks are missing.
                 if finalized.is_none() || incomplete {
-                    let wait = if incomplete { 20 } else { 100 };
+                    // An arriving block that may complete the chain wakes this loop.
+                    let wait = if incomplete { 250 } else { 100 };
                     let _unused = self
                         .finalized_signal
                         .wait_timeout(finalized, Duration::from_millis(wait))
@@ -1281,6 +1293,25 @@ impl App for Arc<Node> {
 
     fn block_bytes(&self, digest: &Digest) -> Option<Vec<u8>> {
         Node::block_bytes(self, &hash_of(digest)).ok().flatten()
+    }
+
+    fn ancestry(&self, digest: &Digest, max: usize, max_bytes: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut cursor = hash_of(digest);
+        while out.len() < max && cursor != self.genesis_hash {
+            let Ok(Some(block)) = self.lookup_block(&cursor) else {
+                break;
+            };
+            let encoded = agora_types::encode(&block);
+            bytes += encoded.len();
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            cursor = block.header.parent;
+            out.push(encoded);
+        }
+        out
     }
 
     fn receive_block(&self, bytes: &[u8]) -> Result<(), Invalid> {

@@ -6,8 +6,10 @@
 //! - `BLOCK` + an encoded block: a proposer's new block, a block forwarded to a
 //!   lagging peer, or the answer to a `WANT`;
 //! - `WANT` + a 32-byte block hash: "send me this block", sent for blocks that
-//!   verification or execution found missing (a node that was offline walks
-//!   back from the newest finalized block through parents it lacks);
+//!   verification or execution found missing. The answer is the block and up to
+//!   127 of its ancestors (8 MiB at most), newest first, so a node that was
+//!   offline walks back from the newest finalized block to its own head in a few
+//!   round trips rather than one per block;
 //! - `TX` + transactions accepted by the sender's mempool, each a little-endian
 //!   `u32` length and the encoded transaction, so a transaction submitted to any
 //!   node reaches every leader.
@@ -15,7 +17,10 @@
 //! A peer whose message does not decode, or whose block does not match its own
 //! transaction root, is blocked through the network's [`Blocker`].
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime},
+};
 
 use commonware_cryptography::{blake3::Digest, ed25519::PublicKey};
 use commonware_macros::select;
@@ -40,6 +45,10 @@ pub(crate) const MAX_MESSAGE_BYTES: usize = agora_types::MAX_BLOCK_BYTES + 1;
 const TICK: Duration = Duration::from_millis(50);
 /// How often transactions still waiting in the mempool are passed on again.
 const RESEND: Duration = Duration::from_secs(2);
+/// Most blocks sent in answer to one `WANT` (the block and its ancestors).
+const WANT_ANCESTRY: usize = 128;
+/// Most bytes sent in answer to one `WANT`.
+const WANT_ANCESTRY_BYTES: usize = 8 << 20;
 /// How long before a missing block is asked for again.
 const WANT_RETRY: Duration = Duration::from_millis(500);
 
@@ -92,7 +101,7 @@ pub(crate) async fn run<E, S, R, B, A>(
     B: Blocker<PublicKey = PublicKey>,
     A: App,
 {
-    let mut asked: HashMap<Digest, std::time::SystemTime> = HashMap::new();
+    let mut asked: HashMap<Digest, SystemTime> = HashMap::new();
     let mut resent = clock.current();
     loop {
         select! {
@@ -101,6 +110,8 @@ pub(crate) async fn run<E, S, R, B, A>(
                     debug!(target: "agora::chain", "gossip channel closed");
                     return;
                 };
+                // A parent revealed by an arriving block is asked for on the next tick: it is
+                // usually already on its way, in the same answer as its child.
                 match handle(&app, &mut sender, &peer, &message) {
                     Ok(()) => {}
                     Err(err) => {
@@ -121,17 +132,7 @@ pub(crate) async fn run<E, S, R, B, A>(
             },
             _ = clock.sleep(TICK) => {
                 let now = clock.current();
-                let missing = app.missing();
-                asked.retain(|digest, _| missing.contains(digest));
-                for digest in missing {
-                    let due = asked.get(&digest).is_none_or(|at| {
-                        now.duration_since(*at).unwrap_or_default() >= WANT_RETRY
-                    });
-                    if due {
-                        asked.insert(digest, now);
-                        sender.send(Recipients::All, IoBuf::from(tagged(WANT, &digest.0)), false);
-                    }
-                }
+                ask_missing(&app, &mut sender, &mut asked, now);
                 let again = now.duration_since(resent).unwrap_or_default() >= RESEND;
                 if again {
                     resent = now;
@@ -140,6 +141,26 @@ pub(crate) async fn run<E, S, R, B, A>(
                     sender.send(Recipients::All, IoBuf::from(batch), false);
                 }
             },
+        }
+    }
+}
+
+/// Sends a `WANT` for each missing block not asked for within [`WANT_RETRY`].
+fn ask_missing<A: App, S: Sender<PublicKey = PublicKey>>(
+    app: &A,
+    sender: &mut S,
+    asked: &mut HashMap<Digest, SystemTime>,
+    now: SystemTime,
+) {
+    let missing = app.missing();
+    asked.retain(|digest, _| missing.contains(digest));
+    for digest in missing {
+        let due = asked
+            .get(&digest)
+            .is_none_or(|at| now.duration_since(*at).unwrap_or_default() >= WANT_RETRY);
+        if due {
+            asked.insert(digest, now);
+            sender.send(Recipients::All, IoBuf::from(tagged(WANT, &digest.0)), false);
         }
     }
 }
@@ -158,7 +179,9 @@ fn handle<A: App, S: Sender<PublicKey = PublicKey>>(
             let hash: [u8; 32] = payload
                 .try_into()
                 .map_err(|_| Invalid::Want(payload.len()))?;
-            if let Some(block) = app.block_bytes(&Digest(hash)) {
+            // A node missing one block usually misses its parents too: send them along,
+            // newest first, so each arrives as the one the asker wants next.
+            for block in app.ancestry(&Digest(hash), WANT_ANCESTRY, WANT_ANCESTRY_BYTES) {
                 sender.send(
                     Recipients::One(peer.clone()),
                     IoBuf::from(block_message(&block)),

@@ -75,6 +75,10 @@ pub(crate) trait App: Clone + Send + Sync + 'static {
     /// The encoded block with this digest, proposed or finalized, if the node has it.
     fn block_bytes(&self, digest: &Digest) -> Option<Vec<u8>>;
 
+    /// The encoded block with this digest and then its ancestors, newest first, up to
+    /// `max` blocks or `max_bytes` in all (always the first block if the node has it).
+    fn ancestry(&self, digest: &Digest, max: usize, max_bytes: usize) -> Vec<Vec<u8>>;
+
     /// A block from a peer; an error blocks the peer.
     fn receive_block(&self, bytes: &[u8]) -> Result<(), gossip::Invalid>;
 
