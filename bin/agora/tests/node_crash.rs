@@ -50,8 +50,9 @@ fn next_delay(state: &mut u64) -> Duration {
     Duration::from_millis(300 + *state % 1_200)
 }
 
-/// Streams transfers, recording every hash the node reports committed.
-async fn stream_transfers(
+/// Streams transfers until `stop`, recording every hash (and height) the node reports
+/// committed.
+pub(crate) async fn stream_transfers(
     client: Client,
     sender: Keypair,
     to: agora_types::AccountId,

@@ -20,9 +20,12 @@ use std::{
 };
 
 use agora_rpc::{wire, Client};
-use agora_types::{ChainId, Hash, Keypair, SignedTx, TxBody};
+use agora_types::{ChainId, Hash};
 
-use crate::network::{agora, free_port, run_ok, signal};
+use crate::{
+    network::{agora, free_port, run_ok, signal},
+    node_crash::stream_transfers,
+};
 
 const VALIDATORS: usize = 4;
 const WAIT: Duration = Duration::from_secs(60);
@@ -231,44 +234,6 @@ async fn wait_height(cluster: &Cluster, i: usize, target: u64) {
     }
 }
 
-/// Submits transfers through a client that fails over between all validators, recording
-/// what was reported committed.
-async fn load(
-    client: Client,
-    sender: Keypair,
-    to: agora_types::AccountId,
-    chain_id: ChainId,
-    committed: Arc<Mutex<Vec<Hash>>>,
-    stop: Arc<AtomicBool>,
-) {
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(account) = client.account(&sender.account_id()).await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let mut hashes = Vec::new();
-        for nonce in account.nonce..account.nonce + 8 {
-            let tx = SignedTx::sign(
-                &sender,
-                &chain_id,
-                nonce,
-                1_000_000,
-                TxBody::Transfer { to, amount: 1 },
-            );
-            if let Ok(hash) = client.submit_tx(&tx).await {
-                hashes.push(hash);
-            }
-        }
-        for hash in hashes {
-            if let Ok(status) = client.wait_for_tx(&hash, Duration::from_secs(5)).await {
-                if status.status == wire::TxState::Committed {
-                    committed.lock().expect("lock").push(hash);
-                }
-            }
-        }
-    }
-}
-
 fn init(dir: &Path) -> (PathBuf, Vec<PathBuf>, Vec<String>) {
     let genesis_dir = dir.join("genesis");
     let out = run_ok(
@@ -373,7 +338,8 @@ async fn four_validators_survive_a_kill_and_a_cut_link_and_agree_on_every_block(
         .join(",");
     let committed = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let loader = tokio::spawn(load(
+    // The load's client fails over between all four validators.
+    let loader = tokio::spawn(stream_transfers(
         Client::new(&all).expect("client"),
         sender,
         receiver.account_id(),
@@ -401,7 +367,12 @@ async fn four_validators_survive_a_kill_and_a_cut_link_and_agree_on_every_block(
 
     stop.store(true, Ordering::Relaxed);
     loader.await.expect("load task");
-    let committed = committed.lock().expect("lock").clone();
+    let committed: Vec<Hash> = committed
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(hash, _)| *hash)
+        .collect();
     assert!(
         committed.len() >= 20,
         "only {} transfers committed\n{}",
