@@ -877,8 +877,14 @@ impl Node {
         Ok(Chain::Blocks(chain))
     }
 
-    /// Executes `blocks` on top of the executed state without committing anything.
-    fn speculate(&self, head: &HeadRecord, blocks: &[Block]) -> Result<Speculation, Error> {
+    /// Executes `blocks` on top of the executed state without committing anything; with
+    /// `next_txs`, also picks the mempool transactions that would go next.
+    fn speculate(
+        &self,
+        head: &HeadRecord,
+        blocks: &[Block],
+        next_txs: bool,
+    ) -> Result<Speculation, Error> {
         let snapshot = self.store.snapshot()?;
         let mut overlay = Overlay::new(&snapshot);
         let mut tip = (head.height, head.timestamp_ms, head.state_root);
@@ -893,6 +899,14 @@ impl Node {
                 }
                 Err(err) => return Ok(Speculation::Invalid(block.header.height, err.to_string())),
             }
+        }
+        if !next_txs {
+            return Ok(Speculation::Valid {
+                height: tip.0,
+                timestamp_ms: tip.1,
+                state_root: tip.2,
+                txs: Vec::new(),
+            });
         }
         let params =
             agora_ledger::query::params(&overlay).map_err(|err| Error::Ledger(err.to_string()))?;
@@ -941,7 +955,7 @@ impl Node {
             timestamp_ms: parent_timestamp,
             state_root,
             txs,
-        } = self.speculate(&head, &ancestors)?
+        } = self.speculate(&head, &ancestors, true)?
         else {
             warn!(target: "agora::chain", %parent, "cannot execute ancestors speculatively");
             return Ok(Build::Failed);
@@ -989,7 +1003,7 @@ impl Node {
             Chain::Fork => return Ok(Some(false)),
         };
         blocks.push(block);
-        match self.speculate(&head, &blocks)? {
+        match self.speculate(&head, &blocks, false)? {
             Speculation::Valid { .. } => Ok(Some(true)),
             Speculation::Invalid(height, reason) => {
                 warn!(target: "agora::chain", %payload, height, %reason, "rejected proposed block");
@@ -1091,13 +1105,6 @@ impl Node {
             debug!(target: "agora::chain", %hash, reason = %err.message, "gossiped transaction not admitted");
         }
         Ok(())
-    }
-
-    /// The encoded block with this hash, proposed or executed.
-    fn block_bytes(&self, hash: &Hash) -> Result<Option<Vec<u8>>, crate::store::Error> {
-        Ok(self
-            .lookup_block(hash)?
-            .map(|block| agora_types::encode(&block)))
     }
 
     fn execute(&self, block: Block) -> Result<(), Error> {
@@ -1212,8 +1219,8 @@ enum Chain {
 
 /// The outcome of executing blocks speculatively.
 enum Speculation {
-    /// All executed; the tip's height, timestamp and post-state root, and the mempool
-    /// transactions that would go next.
+    /// All executed; the tip's height, timestamp and post-state root, and (when asked
+    /// for) the mempool transactions that would go next.
     Valid {
         height: u64,
         timestamp_ms: u64,
@@ -1289,10 +1296,6 @@ impl App for Arc<Node> {
         } else {
             self.finalized_signal.notify_all();
         }
-    }
-
-    fn block_bytes(&self, digest: &Digest) -> Option<Vec<u8>> {
-        Node::block_bytes(self, &hash_of(digest)).ok().flatten()
     }
 
     fn ancestry(&self, digest: &Digest, max: usize, max_bytes: usize) -> Vec<Vec<u8>> {

@@ -79,15 +79,14 @@ async fn health(State(node): State<Arc<Node>>) -> Response {
 
 /// The executed head and full state at one commit, for a new node's state sync.
 async fn state_snapshot(State(node): State<Arc<Node>>) -> Response {
-    match tokio::task::spawn_blocking(move || node.state_snapshot()).await {
-        Ok(Ok(snapshot)) => (
+    let snapshot = tokio::task::spawn_blocking(move || node.state_snapshot())
+        .await
+        .map_err(|err| err.to_string())
+        .and_then(|read| read.map_err(|err| err.to_string()));
+    match snapshot {
+        Ok(snapshot) => (
             [(header::CONTENT_TYPE, "application/octet-stream")],
             snapshot.to_bytes(),
-        )
-            .into_response(),
-        Ok(Err(err)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            RpcFailure::internal(err).message,
         )
             .into_response(),
         Err(err) => (

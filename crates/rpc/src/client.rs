@@ -112,14 +112,11 @@ impl Client {
                     }
                     return Ok(response);
                 }
-                Ok(response) => last = Some(response.error_for_status().map(|_| ()).err()),
-                Err(err) => last = Some(Some(err)),
+                Ok(response) => last = response.error_for_status().err(),
+                Err(err) => last = Some(err),
             }
         }
-        match last.flatten() {
-            Some(err) => Err(Error::Http(err)),
-            None => Err(Error::Decode("no node answered".into())),
-        }
+        Err(last.map_or_else(|| Error::Decode("no node answered".into()), Error::Http))
     }
 
     /// Calls `method` with `params` and decodes the result.

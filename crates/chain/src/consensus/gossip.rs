@@ -76,7 +76,7 @@ pub(crate) enum Invalid {
 }
 
 /// Encodes a `BLOCK` message.
-pub(crate) fn block_message(block: &[u8]) -> Vec<u8> {
+fn block_message(block: &[u8]) -> Vec<u8> {
     tagged(BLOCK, block)
 }
 
@@ -103,6 +103,8 @@ pub(crate) async fn run<E, S, R, B, A>(
 {
     let mut asked: HashMap<Digest, SystemTime> = HashMap::new();
     let mut resent = clock.current();
+    // A deadline, not a fresh sleep per message: steady traffic must not starve the tick.
+    let mut tick = clock.current() + TICK;
     loop {
         select! {
             incoming = receiver.recv() => {
@@ -126,12 +128,13 @@ pub(crate) async fn run<E, S, R, B, A>(
                     Outbound::All(digest) => (digest, Recipients::All),
                     Outbound::Some(digest, peers) => (digest, Recipients::Some(peers)),
                 };
-                if let Some(bytes) = app.block_bytes(&digest) {
+                if let Some(bytes) = app.ancestry(&digest, 1, usize::MAX).pop() {
                     sender.send(recipients, IoBuf::from(block_message(&bytes)), true);
                 }
             },
-            _ = clock.sleep(TICK) => {
+            _ = clock.sleep_until(tick) => {
                 let now = clock.current();
+                tick = now + TICK;
                 ask_missing(&app, &mut sender, &mut asked, now);
                 let again = now.duration_since(resent).unwrap_or_default() >= RESEND;
                 if again {

@@ -72,9 +72,6 @@ pub(crate) trait App: Clone + Send + Sync + 'static {
     /// Consensus finalized `payload` (and with it all its ancestors).
     fn finalized(&self, payload: Digest);
 
-    /// The encoded block with this digest, proposed or finalized, if the node has it.
-    fn block_bytes(&self, digest: &Digest) -> Option<Vec<u8>>;
-
     /// The encoded block with this digest and then its ancestors, newest first, up to
     /// `max` blocks or `max_bytes` in all (always the first block if the node has it).
     fn ancestry(&self, digest: &Digest, max: usize, max_bytes: usize) -> Vec<Vec<u8>>;
