@@ -532,6 +532,7 @@ impl Node {
                 Ok(wire::Validator {
                     account: validator.account.to_string(),
                     bonded: account.bonded.to_string(),
+                    p2p: validator.p2p.as_ref().map(|p2p| p2p.as_str().to_owned()),
                 })
             })
             .collect()

@@ -269,6 +269,9 @@ pub enum TxError {
     /// Only a registered verifier may do this.
     #[error("signer is not a registered verifier")]
     NotVerifier,
+    /// A validator's p2p address is not `host:port`.
+    #[error("p2p address must be host:port")]
+    InvalidP2pAddress,
     /// The challenge bond is below `challenge_bond`.
     #[error("bond {got} is below the minimum {min}")]
     BondTooLow {
@@ -406,6 +409,7 @@ impl TxError {
             TxError::InvalidProposal(_) => 64,
             TxError::InvalidEndpoint => 24,
             TxError::NotVerifier => 25,
+            TxError::InvalidP2pAddress => 26,
             TxError::BondTooLow { .. } => 70,
             TxError::UnknownReceipt(_) => 71,
             TxError::BadReceiptSignature => 72,

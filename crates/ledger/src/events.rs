@@ -59,6 +59,31 @@ pub enum Event {
         /// Account.
         account: AccountId,
     },
+    /// A validator registered or moved its address; it may join the set at the next boundary.
+    ValidatorRegistered {
+        /// Account.
+        account: AccountId,
+    },
+    /// A validator withdrew its registration; it leaves the set at the next boundary.
+    ValidatorDeregistered {
+        /// Account.
+        account: AccountId,
+    },
+    /// The first block of a new validator set: its consensus grows from `floor`.
+    ValidatorSetStarted {
+        /// The set's epoch.
+        epoch: u64,
+        /// The last block of the previous set.
+        floor: Hash,
+    },
+    /// The validator set changed from the next block on: new members (and a new epoch), or
+    /// the same members at new addresses (same epoch).
+    ValidatorSetChanged {
+        /// The set's epoch.
+        epoch: u64,
+        /// How many members it has.
+        members: u64,
+    },
     /// A channel opened.
     ChannelOpened {
         /// Channel id.

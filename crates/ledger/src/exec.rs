@@ -14,9 +14,10 @@ use crate::{
     governance, proof, receipts, registry, scores, staking,
     state::{
         keys, load_account, load_meta, load_stake, read_required, save_account, save_stake,
-        update_supply, write, Meta, Model, ModelStatus, Provider, Supply, Validator,
+        update_supply, write, Meta, Model, ModelStatus, Provider, Supply, Validator, ValidatorSet,
     },
     storage::{write_changes, Overlay, Storage},
+    validators,
 };
 
 /// Signatures verified together in one batch; a failed batch falls back to one by one.
@@ -113,10 +114,14 @@ pub fn init_genesis(storage: &mut dyn Storage, genesis: &Genesis) -> Result<Hash
             )));
         }
         bond(&mut overlay, &validator.account, validator.stake)?;
-        validators.push(Validator {
+        let record = Validator {
             account: validator.account,
-        });
+            p2p: None,
+        };
+        write(&mut overlay, &keys::validator(&validator.account), &record)?;
+        validators.push(record);
     }
+    validators.sort_by_key(|validator| validator.account);
 
     let mut seen = BTreeSet::new();
     for info in &genesis.models {
@@ -177,7 +182,12 @@ pub fn init_genesis(storage: &mut dyn Storage, genesis: &Genesis) -> Result<Hash
     write(&mut overlay, keys::META, &meta)?;
     write(&mut overlay, keys::PARAMS, params)?;
     write(&mut overlay, keys::SUPPLY, &supply)?;
-    write(&mut overlay, keys::VALIDATORS, &validators)?;
+    let set = ValidatorSet {
+        epoch: 0,
+        floor: None,
+        members: validators,
+    };
+    write(&mut overlay, keys::VALIDATORS, &set)?;
     let changes = overlay.into_changes();
     write_changes(storage, changes)?;
     let root = proof::compute_state_root(storage)?;
@@ -274,6 +284,11 @@ pub fn apply_block(storage: &mut dyn Storage, block: &Block) -> Result<BlockOutc
     let mut events = governance::end_block(&mut overlay, height)?;
     events.extend(disputes::end_block(&mut overlay, height)?);
     events.extend(scores::end_block(&mut overlay, height)?);
+    events.extend(validators::end_block(
+        &mut overlay,
+        height,
+        &block.header.parent,
+    )?);
 
     let block_hash = block.header.hash();
     let mut meta = load_meta(&overlay)?;
@@ -503,6 +518,8 @@ fn dispatch(ctx: &mut Ctx<'_>, tx: &SignedTx) -> Result<(), Fail> {
         TxBody::UpdateProvider(info) => registry::update_provider(ctx, signer, info),
         TxBody::DeregisterProvider => registry::deregister_provider(ctx, signer),
         TxBody::RegisterVerifier { endpoint } => registry::register_verifier(ctx, signer, endpoint),
+        TxBody::RegisterValidator { p2p } => validators::register(ctx, signer, p2p),
+        TxBody::DeregisterValidator => validators::deregister(ctx, signer),
         TxBody::OpenChannel {
             payee,
             deposit,

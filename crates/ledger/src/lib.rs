@@ -83,6 +83,7 @@ mod scores;
 mod staking;
 pub mod state;
 pub mod storage;
+mod validators;
 
 pub use channels::channel_id;
 pub use error::{Error, TxError};

@@ -8,7 +8,7 @@ use crate::{
     state::{
         self, decode_record, keys, load_account, load_meta, load_stake, read, read_required,
         Channel, Dispute, DisputeStatus, EpochRewards, Meta, Model, Proposal, Provider,
-        ReceiptCommitment, Stake, Supply, Unbonding, Validator, Verifier,
+        ReceiptCommitment, Stake, Supply, Unbonding, Validator, ValidatorSet, Verifier,
     },
     storage::Storage,
 };
@@ -202,9 +202,25 @@ pub fn supply(storage: &dyn Storage) -> Result<Supply, Error> {
     state::load_supply(storage)
 }
 
-/// The validator set from genesis.
+/// The members of the validator set in force.
 pub fn validators(storage: &dyn Storage) -> Result<Vec<Validator>, Error> {
+    Ok(validator_set(storage)?.members)
+}
+
+/// The validator set in force, with its epoch and floor.
+pub fn validator_set(storage: &dyn Storage) -> Result<ValidatorSet, Error> {
     read_required(storage, keys::VALIDATORS)
+}
+
+/// Every registered validator, member of the set or not, by account.
+pub fn registered_validators(storage: &dyn Storage) -> Result<Vec<Validator>, Error> {
+    let mut out = Vec::new();
+    for (key, _) in storage.scan_prefix(keys::VALIDATOR_PREFIX)? {
+        if let Some(validator) = read(storage, &key)? {
+            out.push(validator);
+        }
+    }
+    Ok(out)
 }
 
 /// The adopted safety policy, if any.

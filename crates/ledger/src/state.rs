@@ -19,7 +19,8 @@
 //! | `scom/` | epoch (u64 big-endian), verifier | [`ScoreCommitment`] |
 //! | `srev/` | epoch (u64 big-endian), verifier | [`ScoreReveal`] |
 //! | `erew/` | epoch (u64 big-endian) | [`EpochRewards`] |
-//! | `sys/` | `meta`, `params`, `supply`, `safety`, `validators` | [`Meta`], `Params`, [`Supply`], `Cid`, validator list |
+//! | `val/` | account | [`Validator`] (a registered validator) |
+//! | `sys/` | `meta`, `params`, `supply`, `safety`, `validators` | [`Meta`], `Params`, [`Supply`], `Cid`, [`ValidatorSet`] |
 //! | `~` | node-local entries (the stored state root) | not part of the state root |
 //!
 //! Every key except the `~` ones is covered by the state root.
@@ -52,8 +53,10 @@ pub mod keys {
     pub const SUPPLY: &[u8] = b"sys/supply";
     /// Active safety policy.
     pub const SAFETY: &[u8] = b"sys/safety";
-    /// Validator set.
+    /// The validator set in force ([`super::ValidatorSet`]).
     pub const VALIDATORS: &[u8] = b"sys/validators";
+    /// Prefix of registered validators.
+    pub const VALIDATOR_PREFIX: &[u8] = b"val/";
     /// Prefix of account records.
     pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
     /// Prefix of stake records.
@@ -101,6 +104,11 @@ pub mod keys {
     /// Key of an account's stake.
     pub fn stake(id: &AccountId) -> Vec<u8> {
         join(STAKE_PREFIX, &[&id.0])
+    }
+
+    /// Key of a registered validator.
+    pub fn validator(id: &AccountId) -> Vec<u8> {
+        join(VALIDATOR_PREFIX, &[&id.0])
     }
 
     /// Key of a provider record.
@@ -527,11 +535,27 @@ impl Supply {
     }
 }
 
-/// A validator in the set.
+/// A validator: registered to be chosen, or a member of the set.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Validator {
-    /// Its account.
+    /// Its account; the same ed25519 key signs its consensus votes.
     pub account: AccountId,
+    /// `host:port` where peers reach it; `None` for genesis validators, whose operators
+    /// name each other's addresses.
+    pub p2p: Option<BoundedString<MAX_ENDPOINT_LEN>>,
+}
+
+/// The consensus validator set in force.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ValidatorSet {
+    /// Counts changes of membership: 0 for the genesis set, one more at each change.
+    pub epoch: u64,
+    /// The last block finalized by the previous set, from which this set's consensus
+    /// grows; `None` for the genesis set and until this set's first block is executed
+    /// (then it is that block's parent).
+    pub floor: Option<Hash>,
+    /// Members, sorted by account.
+    pub members: Vec<Validator>,
 }
 
 /// Reads and decodes the record under `key`.

@@ -15,4 +15,5 @@ mod tests {
     mod staking;
     mod tidy;
     mod transfers;
+    mod validators;
 }

@@ -425,6 +425,9 @@ pub struct Validator {
     pub account: String,
     /// Its bonded stake (base units).
     pub bonded: String,
+    /// `host:port` of its p2p listener, when it registered one (genesis validators do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p2p: Option<String>,
 }
 
 /// Result of `params`: every parameter by name, values as decimal strings.
@@ -673,6 +676,8 @@ pub fn tx_kind(body: &agora_types::TxBody) -> &'static str {
         TxBody::VoteProposal { .. } => "vote_proposal",
         TxBody::CommitScores { .. } => "commit_scores",
         TxBody::RevealScores { .. } => "reveal_scores",
+        TxBody::RegisterValidator { .. } => "register_validator",
+        TxBody::DeregisterValidator => "deregister_validator",
     }
 }
 

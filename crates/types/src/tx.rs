@@ -206,6 +206,14 @@ pub enum TxBody {
         /// Salt used in the commitment.
         salt: Hash,
     },
+    /// Offer the signer as a consensus validator from the next epoch on, or update its
+    /// address; the set is chosen by bonded stake at each epoch's last block.
+    RegisterValidator {
+        /// Where its peers reach it: `host:port` of its p2p listener.
+        p2p: BoundedString<MAX_ENDPOINT_LEN>,
+    },
+    /// Withdraw the signer's validator offer; it leaves the set at the next epoch boundary.
+    DeregisterValidator,
 }
 
 /// The commitment a verifier publishes in `CommitScores` for the scores it reveals later.

@@ -154,7 +154,7 @@ proptest! {
     /// key, so that execution itself meets arbitrary input.
     #[test]
     fn arbitrary_bodies_signed_by_funded_keys_keep_invariants(
-        variant in 0u8..20,
+        variant in 0u8..23,
         rest in proptest::collection::vec(any::<u8>(), 0..400),
         who in 0usize..4,
     ) {

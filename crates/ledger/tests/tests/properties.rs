@@ -38,7 +38,7 @@ fn step() -> impl Strategy<Value = Step> {
     (
         0..ACTORS.len(),
         0..ACTORS.len(),
-        0u8..21,
+        0u8..23,
         0u8..5,
         0u64..50,
         prop_oneof![8 => Just(NonceMode::Next), 1 => Just(NonceMode::Replay), 1 => Just(NonceMode::Gap)],
@@ -289,6 +289,11 @@ impl World {
                 }
             }
             16 => register_verifier("http://v:2"),
+            // Validators join and leave the set at epoch boundaries (every 10 blocks).
+            21 => TxBody::RegisterValidator {
+                p2p: "v.example:26670".try_into().unwrap(),
+            },
+            22 => TxBody::DeregisterValidator,
             _ => unreachable!("op {}", s.op),
         }
     }
@@ -372,6 +377,8 @@ proptest! {
             // Supply is conserved and every counter matches the records.
             let supply = agora_ledger::proof::audit_supply(&world.net.storage).unwrap();
             prop_assert_eq!(supply.genesis, genesis_supply.genesis);
+            // The chain always has a validator set.
+            prop_assert!(!query::validators(&world.net.storage).unwrap().is_empty());
             // Minting only grows, by at most one emission per epoch settled.
             prop_assert!(supply.minted >= minted);
             let epochs = world.net.height / 10;
