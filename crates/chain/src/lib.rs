@@ -111,8 +111,8 @@ pub enum Error {
     /// The validators' network could not start.
     #[error("p2p: {0}")]
     P2p(#[from] p2p::Error),
-    /// Genesis names several validators but no peer network was configured.
-    #[error("genesis names {0} validators: configure --p2p-listen and --peer")]
+    /// The validator set has several members but no peer network was configured.
+    #[error("the validator set has {0} members: configure --p2p-listen and --peer")]
     NoPeers(usize),
     /// Consensus stopped unexpectedly.
     #[error("consensus stopped: {0}")]
@@ -229,17 +229,17 @@ fn spawn_consensus(
 ) -> Result<std::thread::JoinHandle<()>, Error> {
     let consensus_config = consensus::Config {
         signer: node::consensus_key(&config.key),
-        validators: node::validator_keys(&config.genesis),
-        genesis: node::digest(&node.genesis_hash()),
         partition: "agora-simplex".to_owned(),
         min_block_interval: config.min_block_interval,
         max_idle_interval: config.max_idle_interval,
     };
-    let validators = config.genesis.validators.len();
+    let validators = consensus::App::validator_set(&node)
+        .map(|set| set.members.len())
+        .unwrap_or(0);
     if validators > 1 && config.p2p.is_none() {
         return Err(Error::NoPeers(validators));
     }
-    let p2p = config.p2p.clone().filter(|_| validators > 1);
+    let p2p = config.p2p.clone();
     let runtime = commonware_runtime::tokio::Config::new()
         .with_worker_threads(2)
         .with_storage_directory(config.data_dir.join("consensus"));
@@ -258,12 +258,13 @@ fn spawn_consensus(
                                 consensus_config.signer.clone(),
                                 &p2p,
                             ) {
-                                Ok((channels, oracle)) => consensus::start(
+                                Ok((channels, oracle, peers)) => consensus::start(
                                     context,
                                     consensus_config,
                                     Arc::clone(&node),
                                     channels,
                                     oracle,
+                                    peers,
                                 )
                                 .map_err(|err| err.to_string()),
                                 Err(err) => Err(err.to_string()),
@@ -275,6 +276,7 @@ fn spawn_consensus(
                             Arc::clone(&node),
                             consensus::network::channels(),
                             consensus::network::NullBlocker::default(),
+                            (),
                         )
                         .map_err(|err| err.to_string()),
                     };

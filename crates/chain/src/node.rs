@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    consensus::{gossip::Invalid, App, Build},
+    consensus::{gossip::Invalid, App, Build, EpochSet},
     mempool::Mempool,
     server::RpcFailure,
     store::{HeadRecord, Snapshot, Store, StoredBlock, TxOutcome},
@@ -81,13 +81,11 @@ pub(crate) fn consensus_key(key: &Keypair) -> ed25519::PrivateKey {
         .expect("invariant: 32 bytes decode as an ed25519 private key")
 }
 
-/// The consensus keys of the genesis validators (accounts that are not valid keys are skipped).
-pub(crate) fn validator_keys(genesis: &Genesis) -> Vec<ed25519::PublicKey> {
-    genesis
-        .validators
-        .iter()
-        .filter_map(|validator| ed25519::PublicKey::decode(validator.account.0.to_vec()).ok())
-        .collect()
+/// The validator-set epoch of a state.
+fn set_epoch(state: &dyn agora_ledger::Storage) -> Result<u64, Error> {
+    agora_ledger::query::validator_set(state)
+        .map(|set| set.epoch)
+        .map_err(|err| Error::Ledger(err.to_string()))
 }
 
 /// A block hash as a consensus digest.
@@ -187,7 +185,7 @@ impl Node {
             finalized_signal: Condvar::new(),
             missing: Mutex::new(HashSet::new()),
             outgoing: Mutex::new(Vec::new()),
-            gossips: config.genesis.validators.len() > 1,
+            gossips: config.genesis.validators.len() > 1 || config.p2p.is_some(),
             inline_apply: false,
             stop: watch::Sender::new(false),
             fatal: watch::Sender::new(None),
@@ -212,6 +210,7 @@ impl Node {
     }
 
     /// The genesis hash.
+    #[cfg(test)]
     pub(crate) fn genesis_hash(&self) -> Hash {
         self.genesis_hash
     }
@@ -847,6 +846,33 @@ impl Node {
         }
     }
 
+    /// The validator set of the executed state, for consensus.
+    fn executed_validator_set(&self) -> Result<EpochSet, Error> {
+        let head = self.head();
+        let snapshot = self.store.snapshot()?;
+        let set = agora_ledger::query::validator_set(&snapshot)
+            .map_err(|err| Error::Ledger(err.to_string()))?;
+        // The genesis set grows from genesis; a later one from its floor, which is the
+        // executed head itself until the set's first block is executed.
+        let floor = match (set.epoch, set.floor) {
+            (0, _) => self.genesis_hash,
+            (_, Some(floor)) => floor,
+            (_, None) => head.hash,
+        };
+        Ok(EpochSet {
+            epoch: set.epoch,
+            floor: digest(&floor),
+            members: set
+                .members
+                .iter()
+                .filter_map(|member| {
+                    let key = ed25519::PublicKey::decode(member.account.0.to_vec()).ok()?;
+                    Some((key, member.p2p.as_ref().map(|p2p| p2p.as_str().to_owned())))
+                })
+                .collect(),
+        })
+    }
+
     /// Notes a block this node needs; gossip asks peers for it.
     fn want(&self, hash: Hash) {
         if self.gossips {
@@ -889,7 +915,11 @@ impl Node {
         let snapshot = self.store.snapshot()?;
         let mut overlay = Overlay::new(&snapshot);
         let mut tip = (head.height, head.timestamp_ms, head.state_root);
-        for block in blocks {
+        let mut parent_epoch = set_epoch(&overlay)?;
+        for (i, block) in blocks.iter().enumerate() {
+            if i + 1 == blocks.len() {
+                parent_epoch = set_epoch(&overlay)?;
+            }
             match agora_ledger::apply_block(&mut overlay, block) {
                 Ok(outcome) => {
                     tip = (
@@ -901,11 +931,14 @@ impl Node {
                 Err(err) => return Ok(Speculation::Invalid(block.header.height, err.to_string())),
             }
         }
+        let epoch = set_epoch(&overlay)?;
         if !next_txs {
             return Ok(Speculation::Valid {
                 height: tip.0,
                 timestamp_ms: tip.1,
                 state_root: tip.2,
+                parent_epoch,
+                epoch,
                 txs: Vec::new(),
             });
         }
@@ -931,15 +964,21 @@ impl Node {
             height: tip.0,
             timestamp_ms: tip.1,
             state_root: tip.2,
+            parent_epoch,
+            epoch,
             txs,
         })
     }
 
+    /// Builds a block on `parent` for the consensus engine of validator-set `epoch`; when
+    /// `parent` ended that epoch (its block chose a new set), re-proposes `parent` itself so
+    /// the old set can still finalize it.
     fn build_block(
         &self,
         parent: Hash,
         timestamp_ms: u64,
         speculate: bool,
+        epoch: u64,
     ) -> Result<Build, Error> {
         let head = self.head();
         // Headers commit to the parent's post-state. When consensus builds on a
@@ -955,12 +994,21 @@ impl Node {
             height,
             timestamp_ms: parent_timestamp,
             state_root,
+            epoch: parent_epoch,
             txs,
+            ..
         } = self.speculate(&head, &ancestors, true)?
         else {
             warn!(target: "agora::chain", %parent, "cannot execute ancestors speculatively");
             return Ok(Build::Failed);
         };
+        if parent_epoch != epoch {
+            if parent_epoch > epoch && parent != self.genesis_hash {
+                debug!(target: "agora::chain", %parent, epoch, "re-proposing the epoch's last block");
+                return Ok(Build::Built(digest(&parent)));
+            }
+            return Ok(Build::Failed);
+        }
         let header = Header {
             height: height + 1,
             parent,
@@ -979,13 +1027,30 @@ impl Node {
     /// executes it (height, parent, timestamp, transaction root, the state root it claims,
     /// every transaction well formed) after its unexecuted ancestors. `None` while the
     /// block or an ancestor is missing or its timestamp is ahead of the local clock.
+    ///
+    /// The block must belong to validator-set `epoch`: its parent's post-state is in that
+    /// epoch. A re-proposal (`payload == parent`) is valid when `parent` ended the epoch.
     fn verify_block(
         &self,
         parent: Hash,
         payload: Hash,
         leader: AccountId,
         now_ms: u64,
+        epoch: u64,
     ) -> Result<Option<bool>, Error> {
+        if payload == parent {
+            let head = self.head();
+            let blocks = match self.unexecuted_chain(&head, parent)? {
+                Chain::Blocks(blocks) => blocks,
+                Chain::Missing => return Ok(None),
+                // An executed block other than the head: its epoch is in the past.
+                Chain::Fork => return Ok(Some(false)),
+            };
+            return Ok(Some(matches!(
+                self.speculate(&head, &blocks, false)?,
+                Speculation::Valid { epoch: after, .. } if after > epoch
+            )));
+        }
         let Some(block) = self.store.candidate(&payload)? else {
             self.want(payload);
             return Ok(None);
@@ -1005,6 +1070,10 @@ impl Node {
         };
         blocks.push(block);
         match self.speculate(&head, &blocks, false)? {
+            Speculation::Valid { parent_epoch, .. } if parent_epoch != epoch => {
+                warn!(target: "agora::chain", %payload, parent_epoch, epoch, "rejected block from another validator set's epoch");
+                Ok(Some(false))
+            }
             Speculation::Valid { .. } => Ok(Some(true)),
             Speculation::Invalid(height, reason) => {
                 warn!(target: "agora::chain", %payload, height, %reason, "rejected proposed block");
@@ -1220,12 +1289,15 @@ enum Chain {
 
 /// The outcome of executing blocks speculatively.
 enum Speculation {
-    /// All executed; the tip's height, timestamp and post-state root, and (when asked
-    /// for) the mempool transactions that would go next.
+    /// All executed; the tip's height, timestamp and post-state root, the validator-set
+    /// epochs, and (when asked for) the mempool transactions that would go next.
     Valid {
         height: u64,
         timestamp_ms: u64,
         state_root: Hash,
+        /// The validator-set epoch before the last block, and after it.
+        parent_epoch: u64,
+        epoch: u64,
         txs: Vec<SignedTx>,
     },
     /// The block at this height failed, for this reason.
@@ -1258,11 +1330,11 @@ impl App for Arc<Node> {
         }
     }
 
-    fn build(&self, parent: Digest, timestamp_ms: u64, speculate: bool) -> Build {
+    fn build(&self, parent: Digest, timestamp_ms: u64, speculate: bool, epoch: u64) -> Build {
         if self.stopping() {
             return Build::Failed;
         }
-        match self.build_block(hash_of(&parent), timestamp_ms, speculate) {
+        match self.build_block(hash_of(&parent), timestamp_ms, speculate, epoch) {
             Ok(build) => build,
             Err(err) => {
                 self.set_fatal(err.to_string());
@@ -1277,9 +1349,10 @@ impl App for Arc<Node> {
         payload: Digest,
         leader: &ed25519::PublicKey,
         now_ms: u64,
+        epoch: u64,
     ) -> Option<bool> {
         let leader = AccountId(leader.as_ref().try_into().ok()?);
-        match self.verify_block(hash_of(&parent), hash_of(&payload), leader, now_ms) {
+        match self.verify_block(hash_of(&parent), hash_of(&payload), leader, now_ms, epoch) {
             Ok(verdict) => verdict,
             Err(err) => {
                 warn!(target: "agora::chain", %err, "verify failed");
@@ -1328,6 +1401,16 @@ impl App for Arc<Node> {
 
     fn missing(&self) -> Vec<Digest> {
         lock(&self.missing).iter().map(digest).collect()
+    }
+
+    fn validator_set(&self) -> Option<EpochSet> {
+        match self.executed_validator_set() {
+            Ok(set) => Some(set),
+            Err(err) => {
+                self.set_fatal(err.to_string());
+                None
+            }
+        }
     }
 
     fn outgoing_txs(&self, again: bool) -> Vec<Vec<u8>> {
@@ -1492,7 +1575,7 @@ mod tests {
     }
 
     fn built(node: &Node, parent: Hash) -> Block {
-        let Build::Built(digest) = node.build_block(parent, 2_000, true).expect("build") else {
+        let Build::Built(digest) = node.build_block(parent, 2_000, true, 0).expect("build") else {
             panic!("no block built");
         };
         node.store
@@ -1510,10 +1593,23 @@ mod tests {
         let me = key.account_id();
         let verify = |block: &Block, leader: AccountId| {
             let hash = node.store.put_candidate(block).expect("store");
-            node.verify_block(genesis, hash, leader, 10_000)
+            node.verify_block(genesis, hash, leader, 10_000, 0)
                 .expect("verify")
         };
         assert_eq!(verify(&good, me), Some(true));
+        let hash = good.hash();
+        assert_eq!(
+            node.verify_block(genesis, hash, me, 10_000, 1)
+                .expect("verify"),
+            Some(false),
+            "a block of epoch 0 offered to epoch 1's engine"
+        );
+        assert_eq!(
+            node.verify_block(genesis, genesis, me, 10_000, 0)
+                .expect("verify"),
+            Some(false),
+            "a re-proposal of a block that did not end the epoch"
+        );
 
         let mut wrong_root = good.clone();
         wrong_root.header.state_root = Hash([7; 32]);
@@ -1531,7 +1627,7 @@ mod tests {
         orphan.header.height = 2;
         let hash = node.store.put_candidate(&orphan).expect("store");
         assert_eq!(
-            node.verify_block(Hash([9; 32]), hash, me, 10_000)
+            node.verify_block(Hash([9; 32]), hash, me, 10_000, 0)
                 .expect("verify"),
             None,
             "unknown parent: wait and ask peers"

@@ -1,12 +1,14 @@
 //! Validators' authenticated network: Commonware `p2p::authenticated::lookup` over TCP.
 //!
-//! Every validator knows every other validator's account (its ed25519 key) and
-//! address, from `--peer account@host:port`. Connections are encrypted and
-//! authenticated with those keys; a connection from a key outside the set is
-//! refused. The four channels of [`crate::consensus::Channels`] are multiplexed
-//! over each connection.
+//! The genesis validators know each other's accounts (their ed25519 keys) and
+//! addresses from `--peer account@host:port`; a validator that joins later
+//! registers its `host:port` on the ledger, and every node reads it from there
+//! when the set it belongs to takes over ([`LookupPeers`]). Connections are
+//! encrypted and authenticated with those keys; a connection from a key outside
+//! the tracked sets is refused. The four channels of
+//! [`crate::consensus::Channels`] are multiplexed over each connection.
 
-use std::{net::SocketAddr, num::NonZeroU32, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, num::NonZeroU32, time::Duration};
 
 use agora_types::AccountId;
 use commonware_codec::DecodeExt as _;
@@ -23,10 +25,12 @@ use commonware_stream::{
 use commonware_utils::{ordered::Map, NZUsize};
 use rand_core::CryptoRng;
 
-use crate::consensus::{gossip, Channels, CHANNELS};
+use crate::consensus::{self, gossip, Channels, EpochSet, PeerSets, CHANNELS};
 
 /// Namespace of the p2p handshake; changing it is a breaking change.
 const NAMESPACE: &[u8] = b"agora-chain-p2p-v1";
+/// Most peers in one validator set (the ledger's `max_validators` is at most 1,000).
+const MAX_PEERS_PER_SET: usize = 1_024;
 
 /// Where this validator listens and where the others are.
 #[derive(Debug, Clone)]
@@ -52,26 +56,42 @@ pub enum Error {
 pub(crate) type LookupChannels<E> =
     Channels<Sender<ed25519::PublicKey, E>, Receiver<ed25519::PublicKey>>;
 
-/// Starts the network for `signer` with `config`; returns its channels and the
-/// oracle that blocks misbehaving peers.
+/// The validator sets `lookup` connects to: each epoch's members at the addresses they
+/// registered on the ledger, or else the ones `--peer` named.
+pub(crate) struct LookupPeers {
+    oracle: Oracle<ed25519::PublicKey>,
+    known: HashMap<ed25519::PublicKey, SocketAddr>,
+}
+
+impl PeerSets for LookupPeers {
+    fn track(&mut self, set: &EpochSet) {
+        if let Some(peers) = consensus::addresses(set, &self.known) {
+            let _ = self.oracle.track(set.epoch, peers);
+        }
+    }
+}
+
+/// Starts the network for `signer` with `config`; returns its channels, the oracle
+/// that blocks misbehaving peers, and the peer sets to track at each epoch.
 pub(crate) fn start<E>(
     context: E,
     signer: ed25519::PrivateKey,
     config: &P2pConfig,
-) -> Result<(LookupChannels<E>, Oracle<ed25519::PublicKey>), Error>
+) -> Result<(LookupChannels<E>, Oracle<ed25519::PublicKey>, LookupPeers), Error>
 where
     E: Spawner + Clock + CryptoRng + RNetwork + Resolver + Metrics,
 {
     let me = signer.public_key();
+    let mut known = HashMap::from([(me.clone(), config.listen)]);
     let mut peers = vec![(me.clone(), Address::Symmetric(config.listen))];
     for (account, addr) in &config.peers {
         let key =
             ed25519::PublicKey::decode(account.0.to_vec()).map_err(|_| Error::BadPeer(*account))?;
         if key != me {
+            known.insert(key.clone(), *addr);
             peers.push((key, Address::Symmetric(*addr)));
         }
     }
-    let count = peers.len();
     let peers: Map<_, _> = peers.try_into().map_err(|_| Error::Duplicate)?;
     let handshake = Cups::<_, ChaCha20Poly1305>::new(
         Sake {
@@ -87,7 +107,7 @@ where
         handshake,
         NAMESPACE,
         config.listen,
-        NZUsize!(count.max(1)),
+        NZUsize!(MAX_PEERS_PER_SET),
         max_message,
         NZUsize!(4_096),
     );
@@ -104,5 +124,9 @@ where
         gossip: register(CHANNELS[3]),
     };
     network.start();
-    Ok((channels, oracle))
+    let peers = LookupPeers {
+        oracle: oracle.clone(),
+        known,
+    };
+    Ok((channels, oracle, peers))
 }

@@ -5,7 +5,8 @@
 //! Commonware's deterministic runtime and simulated network, so a scenario is
 //! reproducible from its seed: links can be cut, slowed and made lossy, a
 //! validator crashed and restarted from its data, or replaced by one of the
-//! library's byzantine actors.
+//! library's byzantine actors. A fifth node, funded but not in the genesis set,
+//! can bond and register to take a validator's place at an epoch boundary.
 //!
 //! Every scenario checks safety (no two validators executed different blocks
 //! at a height; equal heights have equal state roots) and liveness (after
@@ -21,7 +22,11 @@ use commonware_consensus::{
     types::Epoch,
 };
 use commonware_cryptography::{blake3::Blake3, ed25519};
-use commonware_p2p::simulated::{self, Link, Network, Oracle};
+use commonware_p2p::{
+    simulated::{self, Link, Network, Oracle, SocketManager},
+    utils::mux::{MuxHandle, Muxer},
+    AddressableManager as _,
+};
 use commonware_runtime::{deterministic, Clock, Handle, Quota, Runner as _, Spawner, Supervisor};
 use commonware_utils::{ordered::Set, probability, NZUsize, NZU32};
 use tempfile::TempDir;
@@ -33,7 +38,10 @@ use crate::{
     Config,
 };
 
+/// Validators in the genesis set.
 const VALIDATORS: usize = 4;
+/// Nodes in the simulation: the genesis validators and one that may join later.
+const NODES: usize = VALIDATORS + 1;
 const GENESIS_MS: u64 = 1_767_225_600_000;
 const FEE: u128 = 1_000_000;
 
@@ -70,12 +78,16 @@ struct Sim {
 
 impl Sim {
     async fn new(context: deterministic::Context) -> Sim {
-        let keys: Vec<Keypair> = (0..VALIDATORS)
+        let keys: Vec<Keypair> = (0..NODES)
             .map(|i| Keypair::from_seed(format!("sim-validator-{i}").as_bytes()))
             .collect();
         let accounts: Vec<AccountId> = keys.iter().map(Keypair::account_id).collect();
-        let genesis =
-            genesis::dev_validators(&chain_id(), GENESIS_MS, &accounts, &[user().account_id()]);
+        let genesis = genesis::dev_validators(
+            &chain_id(),
+            GENESIS_MS,
+            &accounts[..VALIDATORS],
+            &[user().account_id(), accounts[VALIDATORS]],
+        );
         let public: Vec<ed25519::PublicKey> = keys
             .iter()
             .map(|key| {
@@ -87,7 +99,7 @@ impl Sim {
             context.child("network"),
             simulated::Config {
                 max_size: u32::try_from(consensus::gossip::MAX_MESSAGE_BYTES).unwrap(),
-                max_peers_per_set: NZUsize!(VALIDATORS),
+                max_peers_per_set: NZUsize!(NODES),
                 disconnect_on_block: true,
                 tracked_peer_sets: NZUsize!(1),
             },
@@ -108,14 +120,12 @@ impl Sim {
         Sim {
             context,
             oracle,
-            dirs: (0..VALIDATORS)
-                .map(|_| tempfile::tempdir().unwrap())
-                .collect(),
+            dirs: (0..NODES).map(|_| tempfile::tempdir().unwrap()).collect(),
             genesis,
             keys,
             public,
-            nodes: vec![None; VALIDATORS],
-            running: (0..VALIDATORS).map(|_| None).collect(),
+            nodes: vec![None; NODES],
+            running: (0..NODES).map(|_| None).collect(),
             submitted: Vec::new(),
             next_nonce: 0,
             restarts: 0,
@@ -171,22 +181,22 @@ impl Sim {
         );
         let consensus_config = consensus::Config {
             signer: node::consensus_key(&config.key),
-            validators: node::validator_keys(&config.genesis),
-            genesis: node::digest(&node.genesis_hash()),
             partition: format!("simplex-{i}"),
             min_block_interval: config.min_block_interval,
             max_idle_interval: config.max_idle_interval,
         };
         let channels = self.channels(i).await;
         let blocker = self.oracle.control(self.public[i].clone());
+        let peers = SimPeers(self.oracle.socket_manager());
         let app = Arc::clone(&node);
         let handle = self
             .context
             .child("validator")
-            .with_attribute("index", i + self.restarts * VALIDATORS)
+            .with_attribute("index", i + self.restarts * NODES)
             .spawn(move |context| async move {
-                let engine = consensus::start(context, consensus_config, app, channels, blocker)
-                    .expect("consensus starts");
+                let engine =
+                    consensus::start(context, consensus_config, app, channels, blocker, peers)
+                        .expect("consensus starts");
                 let _ = engine.await;
             });
         self.nodes[i] = Some(node);
@@ -204,6 +214,17 @@ impl Sim {
         )
         .expect("signer");
         let channels = self.channels(0).await;
+        // Honest nodes run epoch 0's simplex on subchannel 0 of each channel.
+        let subchannel = |(sender, receiver)| {
+            let (muxer, handle): (_, MuxHandle<_>) =
+                Muxer::new(self.context.child("mux"), sender, receiver);
+            muxer.start();
+            handle
+        };
+        let mut votes = subchannel(channels.votes);
+        let mut certificates = subchannel(channels.certificates);
+        let votes = votes.register(0).await.unwrap();
+        let certificates = certificates.register(0).await.unwrap();
         let relay = Arc::new(mocks::relay::Relay::new());
         let equivocator = mocks::equivocator::Equivocator::new(
             self.context.child("byzantine"),
@@ -214,7 +235,7 @@ impl Sim {
                 relay,
             },
         );
-        self.running[0] = Some(equivocator.start(channels.votes, channels.certificates));
+        self.running[0] = Some(equivocator.start(votes, certificates));
     }
 
     async fn start_all(&mut self) {
@@ -234,7 +255,7 @@ impl Sim {
 
     /// Cuts (or restores) every link to and from validator `i`.
     async fn isolate(&mut self, i: usize, cut: bool) {
-        for j in 0..VALIDATORS {
+        for j in 0..NODES {
             if i == j {
                 continue;
             }
@@ -270,6 +291,16 @@ impl Sim {
             .iter()
             .enumerate()
             .filter_map(|(i, node)| node.as_ref().map(|node| (i, node)))
+    }
+
+    /// Submits `body` signed by node `i`'s key with `nonce`, to every running node.
+    fn submit_from(&mut self, i: usize, nonce: u64, body: TxBody) {
+        let tx = SignedTx::sign(&self.keys[i], &chain_id(), nonce, FEE, body);
+        let bytes = hex::encode(agora_types::encode(&tx));
+        for (_, node) in self.honest() {
+            let _ = node.submit_hex(&bytes);
+        }
+        self.submitted.push(tx.hash());
     }
 
     /// Submits `count` transfers from the user, spread over the running nodes.
@@ -387,6 +418,17 @@ impl Sim {
             .map(|(_, node)| node.head().height)
             .min()
             .unwrap_or(0)
+    }
+}
+
+/// The simulated network's peer sets, tracked at each epoch like `lookup`'s.
+struct SimPeers(SocketManager<ed25519::PublicKey, deterministic::Context>);
+
+impl consensus::PeerSets for SimPeers {
+    fn track(&mut self, set: &consensus::EpochSet) {
+        if let Some(peers) = consensus::addresses(set, &Default::default()) {
+            let _ = self.0.track(set.epoch, peers);
+        }
     }
 }
 
@@ -558,6 +600,8 @@ fn a_peer_sending_garbage_is_blocked_and_the_chain_goes_on() {
             &mut channels.gossip.0,
         ] {
             sender.send(Recipients::All, b"\x07not a message".to_vec(), false);
+            // The same on epoch 0's subchannel of the simplex channels, where simplex reads it.
+            sender.send(Recipients::All, b"\x00\x07not a message".to_vec(), false);
         }
         // A want of the wrong length, and a block that does not decode.
         channels.gossip.0.send(Recipients::All, vec![1u8; 5], false);
@@ -697,5 +741,102 @@ fn a_validator_offline_for_two_thousand_blocks_catches_up_by_block_sync() {
         // 2,000 round trips of one block per request.
         assert!(took < Duration::from_secs(60), "catching up took {took:?}");
         sim.check_safety();
+    });
+}
+
+#[test]
+fn a_validator_set_change_at_an_epoch_boundary_hands_consensus_to_the_new_set() {
+    run_seeds("set change", 10, |mut sim| async move {
+        for i in 0..VALIDATORS {
+            sim.start(i).await;
+        }
+        sim.submit(10);
+        sim.run_until(3, Duration::from_secs(60)).await;
+        // Node 4 bonds and registers; validator 3 withdraws. Epochs are 20 blocks.
+        let joiner = VALIDATORS;
+        sim.submit_from(
+            joiner,
+            0,
+            TxBody::Bond {
+                amount: genesis::DEV_VALIDATOR_STAKE,
+            },
+        );
+        sim.submit_from(
+            joiner,
+            1,
+            TxBody::RegisterValidator {
+                p2p: "10.0.0.5:26670".try_into().unwrap(),
+            },
+        );
+        sim.submit_from(3, 0, TxBody::DeregisterValidator);
+        sim.run_until(5, Duration::from_secs(60)).await;
+
+        // Wait for the boundary on validator 0.
+        let reference = Arc::clone(sim.nodes[0].as_ref().unwrap());
+        let start = sim.context.current();
+        let set = loop {
+            let set = consensus::App::validator_set(&reference).unwrap();
+            if set.epoch == 1 {
+                break set;
+            }
+            assert!(
+                sim.context.current().duration_since(start).unwrap() < Duration::from_secs(120),
+                "no set change"
+            );
+            sim.wait(Duration::from_millis(50)).await;
+        };
+        let mut expected: Vec<_> = [0, 1, 2, joiner]
+            .iter()
+            .map(|&i| sim.public[i].clone())
+            .collect();
+        expected.sort();
+        let mut members: Vec<_> = set.members.iter().map(|(key, _)| key.clone()).collect();
+        members.sort();
+        assert_eq!(members, expected);
+        let boundary = (1..=reference.head().height)
+            .find(|&h| node::digest(&reference.stored_block(h).unwrap().block.hash()) == set.floor)
+            .expect("the floor is an executed block");
+        assert_eq!(
+            (boundary + 1) % 20,
+            0,
+            "the set changes at an epoch's last block"
+        );
+        eprintln!("  set changed at height {boundary}");
+
+        // Three of the new four are a quorum: the chain goes on before the joiner runs.
+        let majority_target = boundary + 5;
+        while [0, 1, 2]
+            .iter()
+            .any(|&i| sim.nodes[i].as_ref().unwrap().head().height < majority_target)
+        {
+            sim.wait(Duration::from_millis(100)).await;
+        }
+        // The validator that left executed the boundary block and stopped there.
+        assert_eq!(sim.nodes[3].as_ref().unwrap().head().height, boundary);
+        sim.crash(3);
+        sim.submitted.clear();
+        sim.submit(10);
+
+        // The joiner starts from a snapshot of the new epoch and takes part.
+        let snapshot = reference.state_snapshot().unwrap();
+        let synced_at = snapshot.head.height;
+        sim.start_from(joiner, Some(&snapshot)).await;
+        // Transactions below the sync height are not indexed on the joiner.
+        sim.submitted.clear();
+        sim.submit(20);
+        let target = sim.min_height() + 12;
+        sim.run_until(target, Duration::from_secs(300)).await;
+        sim.check_safety_from(synced_at + 1);
+        let proposers: Vec<AccountId> = (boundary + 1..=target)
+            .map(|h| reference.stored_block(h).unwrap().block.header.proposer)
+            .collect();
+        assert!(
+            proposers.contains(&sim.keys[joiner].account_id()),
+            "the new validator never proposed: {proposers:?}"
+        );
+        assert!(
+            !proposers.contains(&sim.keys[3].account_id()),
+            "the validator that left proposed after the boundary"
+        );
     });
 }

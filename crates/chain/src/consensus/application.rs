@@ -32,6 +32,8 @@ const PATIENCE: Duration = Duration::from_millis(500);
 /// Simplex's automaton, relay and reporter, backed by the node's [`App`].
 pub(crate) struct Application<E, A> {
     context: Arc<E>,
+    /// The validator-set epoch of this engine.
+    epoch: u64,
     min_block_interval: Duration,
     max_idle_interval: Duration,
     app: A,
@@ -42,6 +44,7 @@ impl<E, A: Clone> Clone for Application<E, A> {
     fn clone(&self) -> Self {
         Self {
             context: Arc::clone(&self.context),
+            epoch: self.epoch,
             min_block_interval: self.min_block_interval,
             max_idle_interval: self.max_idle_interval,
             app: self.app.clone(),
@@ -58,11 +61,13 @@ where
     pub(crate) fn new(
         context: E,
         config: Config,
+        epoch: u64,
         app: A,
         outbound: mpsc::UnboundedSender<Outbound>,
     ) -> Self {
         Self {
             context: Arc::new(context),
+            epoch,
             min_block_interval: config.min_block_interval,
             max_idle_interval: config.max_idle_interval,
             app,
@@ -93,6 +98,7 @@ where
         let min = self.min_block_interval;
         let idle = self.max_idle_interval;
         let parent = context.parent.1;
+        let epoch = self.epoch;
         let clock = Arc::clone(&self.context);
         self.context.child("propose").spawn(move |_| async move {
             let parent_ms = app.timestamp(&parent).unwrap_or(0);
@@ -119,7 +125,7 @@ where
                 if sender.is_closed() {
                     return;
                 }
-                match app.build(parent, timestamp, waited >= PATIENCE) {
+                match app.build(parent, timestamp, waited >= PATIENCE, epoch) {
                     Build::Built(digest) => {
                         debug!(target: "agora::chain", ?digest, "proposed block");
                         let _ = sender.send(digest);
@@ -148,6 +154,7 @@ where
         let app = self.app.clone();
         let parent = context.parent.1;
         let leader = context.leader;
+        let epoch = self.epoch;
         let clock = Arc::clone(&self.context);
         self.context.child("verify").spawn(move |_| async move {
             // Keep the request pending while the block is unknown: it may still arrive.
@@ -155,7 +162,7 @@ where
                 if sender.is_closed() {
                     return;
                 }
-                if let Some(valid) = app.verify(parent, payload, &leader, now_ms(&*clock)) {
+                if let Some(valid) = app.verify(parent, payload, &leader, now_ms(&*clock), epoch) {
                     let _ = sender.send(valid);
                     return;
                 }
