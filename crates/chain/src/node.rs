@@ -51,6 +51,9 @@ pub(crate) struct Node {
     events: broadcast::Sender<Arc<wire::Block>>,
     finalized: Mutex<Option<Hash>>,
     finalized_signal: Condvar,
+    /// The latest finalization certificate consensus reported, with its validator-set
+    /// epoch: kept on disk when the block it finalized ends the epoch.
+    certificate: Mutex<Option<(u64, Vec<u8>)>>,
     /// Blocks that verification or execution needs and no peer has sent yet.
     missing: Mutex<HashSet<Hash>>,
     /// Transactions accepted here and not yet passed on to peers.
@@ -183,6 +186,7 @@ impl Node {
             events,
             finalized: Mutex::new(None),
             finalized_signal: Condvar::new(),
+            certificate: Mutex::new(None),
             missing: Mutex::new(HashSet::new()),
             outgoing: Mutex::new(Vec::new()),
             gossips: config.genesis.validators.len() > 1 || config.p2p.is_some(),
@@ -1181,8 +1185,10 @@ impl Node {
         let started = Instant::now();
         let snapshot = self.store.snapshot()?;
         let mut overlay = Overlay::new(&snapshot);
+        let epoch_before = set_epoch(&overlay)?;
         let outcome = agora_ledger::apply_block(&mut overlay, &block)
             .map_err(|err| Error::Ledger(format!("block {}: {err}", block.header.height)))?;
+        let ends_epoch = set_epoch(&overlay)? > epoch_before;
         let writes = overlay.into_changes();
         let outcomes: Vec<TxOutcome> = outcome
             .txs
@@ -1211,6 +1217,15 @@ impl Node {
             outcomes,
         };
         self.store.commit_block(&stored, &head, &writes)?;
+        if ends_epoch {
+            // The certificate that finalized this block lets a node that missed the
+            // boundary go on (see `consensus::gossip`).
+            let certificate = lock(&self.certificate).clone();
+            if let Some((epoch, bytes)) = certificate.filter(|(epoch, _)| *epoch == epoch_before) {
+                self.store.put_epoch_end(epoch, &bytes)?;
+            }
+            info!(target: "agora::chain", height = head.height, epoch = epoch_before + 1, "validator set changes after this block");
+        }
         *self
             .head
             .write()
@@ -1361,7 +1376,8 @@ impl App for Arc<Node> {
         }
     }
 
-    fn finalized(&self, payload: Digest) {
+    fn finalized(&self, payload: Digest, epoch: u64, certificate: Vec<u8>) {
+        *lock(&self.certificate) = Some((epoch, certificate));
         *lock(&self.finalized) = Some(hash_of(&payload));
         if self.inline_apply {
             if let Err(err) = self.apply_finalized() {
@@ -1401,6 +1417,10 @@ impl App for Arc<Node> {
 
     fn missing(&self) -> Vec<Digest> {
         lock(&self.missing).iter().map(digest).collect()
+    }
+
+    fn epoch_end(&self, epoch: u64) -> Option<Vec<u8>> {
+        self.store.epoch_end(epoch).ok().flatten()
     }
 
     fn validator_set(&self) -> Option<EpochSet> {

@@ -744,6 +744,86 @@ fn a_validator_offline_for_two_thousand_blocks_catches_up_by_block_sync() {
     });
 }
 
+/// Node 4 (funded, not a genesis validator) bonds and registers and validator 3 withdraws;
+/// waits until validator 0 executed the boundary block, checks the new set, and returns the
+/// boundary's height.
+async fn replace_validator_3_by_node_4(sim: &mut Sim) -> u64 {
+    let joiner = VALIDATORS;
+    sim.submit_from(
+        joiner,
+        0,
+        TxBody::Bond {
+            amount: genesis::DEV_VALIDATOR_STAKE,
+        },
+    );
+    sim.submit_from(
+        joiner,
+        1,
+        TxBody::RegisterValidator {
+            p2p: "10.0.0.5:26670".try_into().unwrap(),
+        },
+    );
+    sim.submit_from(3, 0, TxBody::DeregisterValidator);
+    let reference = Arc::clone(sim.nodes[0].as_ref().unwrap());
+    let start = sim.context.current();
+    let set = loop {
+        let set = consensus::App::validator_set(&reference).unwrap();
+        if set.epoch == 1 {
+            break set;
+        }
+        assert!(
+            sim.context.current().duration_since(start).unwrap() < Duration::from_secs(120),
+            "no set change"
+        );
+        sim.wait(Duration::from_millis(50)).await;
+    };
+    let mut expected: Vec<_> = [0, 1, 2, joiner]
+        .iter()
+        .map(|&i| sim.public[i].clone())
+        .collect();
+    expected.sort();
+    let mut members: Vec<_> = set.members.iter().map(|(key, _)| key.clone()).collect();
+    members.sort();
+    assert_eq!(members, expected);
+    let boundary = (1..=reference.head().height)
+        .find(|&h| node::digest(&reference.stored_block(h).unwrap().block.hash()) == set.floor)
+        .expect("the floor is an executed block");
+    // Dev genesis epochs are 20 blocks.
+    assert_eq!(
+        (boundary + 1) % 20,
+        0,
+        "the set changes at an epoch's last block"
+    );
+    eprintln!("  set changed at height {boundary}");
+    boundary
+}
+
+/// Starts node 4 from a snapshot of validator 0 (a new validator joins by state sync); returns
+/// the snapshot's height.
+async fn start_joiner(sim: &mut Sim) -> u64 {
+    let snapshot = sim.nodes[0].as_ref().unwrap().state_snapshot().unwrap();
+    sim.start_from(VALIDATORS, Some(&snapshot)).await;
+    // Transactions below the sync height are not indexed on the joiner.
+    sim.submitted.clear();
+    snapshot.head.height
+}
+
+/// Asserts node 4 proposed blocks in `heights` and validator 3 none.
+fn check_proposers(sim: &Sim, heights: std::ops::RangeInclusive<u64>) {
+    let reference = sim.nodes[0].as_ref().unwrap();
+    let proposers: Vec<AccountId> = heights
+        .map(|h| reference.stored_block(h).unwrap().block.header.proposer)
+        .collect();
+    assert!(
+        proposers.contains(&sim.keys[VALIDATORS].account_id()),
+        "the new validator never proposed: {proposers:?}"
+    );
+    assert!(
+        !proposers.contains(&sim.keys[3].account_id()),
+        "the validator that left proposed after the boundary"
+    );
+}
+
 #[test]
 fn a_validator_set_change_at_an_epoch_boundary_hands_consensus_to_the_new_set() {
     run_seeds("set change", 10, |mut sim| async move {
@@ -752,91 +832,100 @@ fn a_validator_set_change_at_an_epoch_boundary_hands_consensus_to_the_new_set() 
         }
         sim.submit(10);
         sim.run_until(3, Duration::from_secs(60)).await;
-        // Node 4 bonds and registers; validator 3 withdraws. Epochs are 20 blocks.
-        let joiner = VALIDATORS;
-        sim.submit_from(
-            joiner,
-            0,
-            TxBody::Bond {
-                amount: genesis::DEV_VALIDATOR_STAKE,
-            },
-        );
-        sim.submit_from(
-            joiner,
-            1,
-            TxBody::RegisterValidator {
-                p2p: "10.0.0.5:26670".try_into().unwrap(),
-            },
-        );
-        sim.submit_from(3, 0, TxBody::DeregisterValidator);
-        sim.run_until(5, Duration::from_secs(60)).await;
-
-        // Wait for the boundary on validator 0.
-        let reference = Arc::clone(sim.nodes[0].as_ref().unwrap());
-        let start = sim.context.current();
-        let set = loop {
-            let set = consensus::App::validator_set(&reference).unwrap();
-            if set.epoch == 1 {
-                break set;
-            }
-            assert!(
-                sim.context.current().duration_since(start).unwrap() < Duration::from_secs(120),
-                "no set change"
-            );
-            sim.wait(Duration::from_millis(50)).await;
-        };
-        let mut expected: Vec<_> = [0, 1, 2, joiner]
-            .iter()
-            .map(|&i| sim.public[i].clone())
-            .collect();
-        expected.sort();
-        let mut members: Vec<_> = set.members.iter().map(|(key, _)| key.clone()).collect();
-        members.sort();
-        assert_eq!(members, expected);
-        let boundary = (1..=reference.head().height)
-            .find(|&h| node::digest(&reference.stored_block(h).unwrap().block.hash()) == set.floor)
-            .expect("the floor is an executed block");
-        assert_eq!(
-            (boundary + 1) % 20,
-            0,
-            "the set changes at an epoch's last block"
-        );
-        eprintln!("  set changed at height {boundary}");
+        let boundary = replace_validator_3_by_node_4(&mut sim).await;
 
         // Three of the new four are a quorum: the chain goes on before the joiner runs.
-        let majority_target = boundary + 5;
         while [0, 1, 2]
             .iter()
-            .any(|&i| sim.nodes[i].as_ref().unwrap().head().height < majority_target)
+            .any(|&i| sim.nodes[i].as_ref().unwrap().head().height < boundary + 5)
         {
             sim.wait(Duration::from_millis(100)).await;
         }
         // The validator that left executed the boundary block and stopped there.
         assert_eq!(sim.nodes[3].as_ref().unwrap().head().height, boundary);
         sim.crash(3);
-        sim.submitted.clear();
-        sim.submit(10);
 
-        // The joiner starts from a snapshot of the new epoch and takes part.
-        let snapshot = reference.state_snapshot().unwrap();
-        let synced_at = snapshot.head.height;
-        sim.start_from(joiner, Some(&snapshot)).await;
-        // Transactions below the sync height are not indexed on the joiner.
-        sim.submitted.clear();
+        let synced_at = start_joiner(&mut sim).await;
         sim.submit(20);
         let target = sim.min_height() + 12;
         sim.run_until(target, Duration::from_secs(300)).await;
         sim.check_safety_from(synced_at + 1);
-        let proposers: Vec<AccountId> = (boundary + 1..=target)
-            .map(|h| reference.stored_block(h).unwrap().block.header.proposer)
+        check_proposers(&sim, boundary + 1..=target);
+
+        // The certificate kept for epoch 0's end proves the boundary block to epoch 0's set
+        // only, and not once a byte changes.
+        let reference = sim.nodes[0].as_ref().unwrap();
+        let certificate = consensus::App::epoch_end(reference, 0).expect("kept");
+        let floor = consensus::App::validator_set(reference).unwrap().floor;
+        let epoch_0 = consensus::EpochSet {
+            epoch: 0,
+            floor: node::digest(&sim.genesis.hash()),
+            members: sim.public[..VALIDATORS]
+                .iter()
+                .map(|key| (key.clone(), None))
+                .collect(),
+        };
+        let mut rng = sim.context.child("rng");
+        assert_eq!(
+            consensus::check_epoch_end(&epoch_0, &certificate, &mut rng),
+            Some(floor)
+        );
+        let epoch_1 = consensus::App::validator_set(reference).unwrap();
+        assert_eq!(
+            consensus::check_epoch_end(&epoch_1, &certificate, &mut rng),
+            None
+        );
+        for i in [0, certificate.len() / 2, certificate.len() - 1] {
+            let mut forged = certificate.clone();
+            forged[i] ^= 1;
+            assert_eq!(
+                consensus::check_epoch_end(&epoch_0, &forged, &mut rng),
+                None
+            );
+        }
+        assert_eq!(
+            consensus::check_epoch_end(&epoch_0, b"junk", &mut rng),
+            None
+        );
+    });
+}
+
+#[test]
+fn a_validator_offline_across_a_set_change_catches_up_from_the_epoch_end_certificate() {
+    run_seeds("offline across a set change", 12, |mut sim| async move {
+        for i in 0..VALIDATORS {
+            sim.start(i).await;
+        }
+        sim.submit(10);
+        sim.run_until(3, Duration::from_secs(60)).await;
+        // Validator 2 goes down in epoch 0; 0, 1 and 3 finish the epoch without it.
+        sim.crash(2);
+        let boundary = replace_validator_3_by_node_4(&mut sim).await;
+        sim.crash(3);
+        // The new set is 0, 1, 2 and 4: with 2 down, the joiner completes the quorum.
+        let synced_at = start_joiner(&mut sim).await;
+        sim.submit(10);
+        let height = sim.min_height();
+        sim.run_until(height + 5, Duration::from_secs(300)).await;
+
+        // Validator 2 restarts in epoch 0, whose engine no peer runs any more: a peer's
+        // certificate for the boundary block brings it to epoch 1.
+        assert!(sim.nodes[2].is_none());
+        let before = sim.nodes[0].as_ref().unwrap().head().height;
+        sim.start(2).await;
+        sim.submit(10);
+        let target = before + 10;
+        sim.run_until(target, Duration::from_secs(300)).await;
+        let rejoined = sim.nodes[2].as_ref().unwrap();
+        assert_eq!(consensus::App::validator_set(rejoined).unwrap().epoch, 1);
+        sim.check_safety_from(synced_at + 1);
+        check_proposers(&sim, boundary + 1..=target);
+        let proposers: Vec<AccountId> = (before..=target)
+            .map(|h| rejoined.stored_block(h).unwrap().block.header.proposer)
             .collect();
         assert!(
-            proposers.contains(&sim.keys[joiner].account_id()),
-            "the new validator never proposed: {proposers:?}"
-        );
-        assert!(
-            !proposers.contains(&sim.keys[3].account_id()),
-            "the validator that left proposed after the boundary"
+            proposers.contains(&sim.keys[2].account_id()),
+            "the rejoined validator never proposed again: {proposers:?}"
         );
     });
 }

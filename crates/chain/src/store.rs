@@ -24,6 +24,8 @@ const STATE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("state");
 const TXS: TableDefinition<'_, &[u8; 32], (u64, u32)> = TableDefinition::new("txs");
 /// Node metadata.
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+/// Validator-set epoch → the encoded finalization certificate of the block that ended it.
+const EPOCH_ENDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("epoch_ends");
 
 const META_HEAD: &str = "head";
 const META_GENESIS: &str = "genesis";
@@ -136,6 +138,7 @@ impl Store {
             txn.open_table(STATE)?;
             txn.open_table(TXS)?;
             txn.open_table(META)?;
+            txn.open_table(EPOCH_ENDS)?;
         }
         txn.commit()?;
         Ok(Store { db })
@@ -262,6 +265,24 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(BLOCK_HASHES)?;
         Ok(table.get(&hash.0)?.map(|height| height.value()))
+    }
+
+    /// Keeps the finalization certificate that ended validator-set `epoch`.
+    pub fn put_epoch_end(&self, epoch: u64, certificate: &[u8]) -> Result<(), Error> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(EPOCH_ENDS)?;
+            table.insert(epoch, certificate)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The finalization certificate that ended validator-set `epoch`, if this node kept it.
+    pub fn epoch_end(&self, epoch: u64) -> Result<Option<Vec<u8>>, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EPOCH_ENDS)?;
+        Ok(table.get(epoch)?.map(|bytes| bytes.value().to_vec()))
     }
 
     /// Where a committed transaction is.

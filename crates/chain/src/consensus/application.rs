@@ -216,7 +216,10 @@ where
 
     fn report(&mut self, activity: Self::Activity) -> Feedback {
         if let Activity::Finalization(finalization) = activity {
-            self.app.finalized(finalization.proposal.payload);
+            use commonware_codec::Encode as _;
+            let certificate = finalization.encode().to_vec();
+            self.app
+                .finalized(finalization.proposal.payload, self.epoch, certificate);
         }
         Feedback::Ok
     }

@@ -12,7 +12,14 @@
 //!   round trips rather than one per block;
 //! - `TX` + transactions accepted by the sender's mempool, each a little-endian
 //!   `u32` length and the encoded transaction, so a transaction submitted to any
-//!   node reaches every leader.
+//!   node reaches every leader;
+//! - `WANT_END` + a little-endian `u64` validator-set epoch: "how did this epoch
+//!   end?", sent every two seconds for the node's own epoch. Peers that have
+//!   moved past it answer with `END` + the epoch + the encoded finalization
+//!   certificate of the block that ended it. A node that was offline when the set
+//!   changed (its engine's peers are gone) checks the certificate against its
+//!   set, treats the block as finalized, fetches it and its ancestors with
+//!   `WANT`s, executes them and so reaches the new set.
 //!
 //! A peer whose message does not decode, or whose block does not match its own
 //! transaction root, is blocked through the network's [`Blocker`].
@@ -27,6 +34,7 @@ use commonware_macros::select;
 use commonware_p2p::{Blocker, Receiver, Recipients, Sender};
 use commonware_runtime::{Clock, IoBuf};
 use futures::{channel::mpsc, StreamExt as _};
+use rand_core::CryptoRng;
 use tracing::{debug, warn};
 
 use super::App;
@@ -34,6 +42,8 @@ use super::App;
 const BLOCK: u8 = 0;
 const WANT: u8 = 1;
 const TX: u8 = 2;
+const WANT_END: u8 = 3;
+const END: u8 = 4;
 
 /// Size at which a `TX` message is cut (a transaction is at most 64 KiB).
 const MAX_GOSSIP_TX_BYTES: usize = 1 << 20;
@@ -67,7 +77,7 @@ pub(crate) enum Invalid {
     /// The message was empty or carried an unknown tag.
     #[error("unknown message tag")]
     Tag,
-    /// A `WANT` whose payload is not 32 bytes.
+    /// A `WANT` whose payload is not 32 bytes, or a `WANT_END` not 8.
     #[error("want of {0} bytes")]
     Want(usize),
     /// The block or transaction did not decode or was inconsistent.
@@ -89,13 +99,13 @@ fn tagged(tag: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Runs the gossip loop until the receiver closes.
 pub(crate) async fn run<E, S, R, B, A>(
-    clock: E,
+    mut clock: E,
     app: A,
     (mut sender, mut receiver): (S, R),
     mut blocker: B,
     mut outbound: mpsc::UnboundedReceiver<Outbound>,
 ) where
-    E: Clock,
+    E: Clock + CryptoRng,
     S: Sender<PublicKey = PublicKey>,
     R: Receiver<PublicKey = PublicKey>,
     B: Blocker<PublicKey = PublicKey>,
@@ -114,7 +124,7 @@ pub(crate) async fn run<E, S, R, B, A>(
                 };
                 // A parent revealed by an arriving block is asked for on the next tick: it is
                 // usually already on its way, in the same answer as its child.
-                match handle(&app, &mut sender, &peer, &message) {
+                match handle(&app, &mut sender, &peer, &message, &mut clock) {
                     Ok(()) => {}
                     Err(err) => {
                         warn!(target: "agora::chain", %peer, %err, "blocking peer for an invalid message");
@@ -139,6 +149,10 @@ pub(crate) async fn run<E, S, R, B, A>(
                 let again = now.duration_since(resent).unwrap_or_default() >= RESEND;
                 if again {
                     resent = now;
+                    if let Some(set) = app.validator_set() {
+                        let want = tagged(WANT_END, &set.epoch.to_le_bytes());
+                        sender.send(Recipients::All, IoBuf::from(want), false);
+                    }
                 }
                 for batch in tx_batches(app.outgoing_txs(again)) {
                     sender.send(Recipients::All, IoBuf::from(batch), false);
@@ -173,6 +187,7 @@ fn handle<A: App, S: Sender<PublicKey = PublicKey>>(
     sender: &mut S,
     peer: &PublicKey,
     message: &IoBuf,
+    rng: &mut impl CryptoRng,
 ) -> Result<(), Invalid> {
     let bytes: &[u8] = message.as_ref();
     let (&tag, payload) = bytes.split_first().ok_or(Invalid::Tag)?;
@@ -207,6 +222,39 @@ fn handle<A: App, S: Sender<PublicKey = PublicKey>>(
                 app.receive_tx(tx)?;
                 rest = tail;
             }
+            Ok(())
+        }
+        WANT_END => {
+            let epoch: [u8; 8] = payload
+                .try_into()
+                .map_err(|_| Invalid::Want(payload.len()))?;
+            if let Some(certificate) = app.epoch_end(u64::from_le_bytes(epoch)) {
+                let answer = [&epoch[..], &certificate].concat();
+                sender.send(
+                    Recipients::One(peer.clone()),
+                    IoBuf::from(tagged(END, &answer)),
+                    false,
+                );
+            }
+            Ok(())
+        }
+        END => {
+            let (epoch, certificate) = payload
+                .split_first_chunk::<8>()
+                .ok_or_else(|| Invalid::Payload("truncated epoch end".into()))?;
+            let epoch = u64::from_le_bytes(*epoch);
+            let Some(set) = app.validator_set() else {
+                return Ok(());
+            };
+            // Only the end of this node's own epoch is news (and checkable).
+            if set.epoch != epoch {
+                return Ok(());
+            }
+            let payload = super::check_epoch_end(&set, certificate, rng).ok_or_else(|| {
+                Invalid::Payload(format!("epoch {epoch} end certificate does not verify"))
+            })?;
+            debug!(target: "agora::chain", epoch, ?payload, "a peer proved how this epoch ended");
+            app.finalized(payload, epoch, certificate.to_vec());
             Ok(())
         }
         _ => Err(Invalid::Tag),

@@ -92,8 +92,13 @@ pub(crate) trait App: Clone + Send + Sync + 'static {
         epoch: u64,
     ) -> Option<bool>;
 
-    /// Consensus finalized `payload` (and with it all its ancestors).
-    fn finalized(&self, payload: Digest);
+    /// Consensus of validator-set `epoch` finalized `payload` (and with it all its
+    /// ancestors), with this encoded finalization `certificate`.
+    fn finalized(&self, payload: Digest, epoch: u64, certificate: Vec<u8>);
+
+    /// The encoded finalization certificate of the block that ended validator-set
+    /// `epoch`, if this node has it.
+    fn epoch_end(&self, epoch: u64) -> Option<Vec<u8>>;
 
     /// The encoded block with this digest and then its ancestors, newest first, up to
     /// `max` blocks or `max_bytes` in all (always the first block if the node has it).
@@ -214,6 +219,30 @@ pub enum Error {
     /// This node's key is not in the validator set.
     #[error("node key is not a validator")]
     NotValidator,
+}
+
+/// The finalized block a certificate from a peer proves ended `set`'s epoch: the
+/// certificate decodes, belongs to that epoch, and carries a quorum of `set`'s signatures.
+pub(crate) fn check_epoch_end(
+    set: &EpochSet,
+    certificate: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Option<Digest> {
+    use commonware_codec::Decode as _;
+    use commonware_consensus::Epochable as _;
+    use commonware_cryptography::certificate::Verifier as _;
+
+    let keys: Vec<ed25519::PublicKey> = set.members.iter().map(|(key, _)| key.clone()).collect();
+    let scheme = simplex::scheme::ed25519::Scheme::verifier(NAMESPACE, Set::try_from(keys).ok()?);
+    let finalization =
+        simplex::types::Finalization::<simplex::scheme::ed25519::Scheme, Digest>::decode_cfg(
+            commonware_codec::Copying(certificate),
+            &scheme.certificate_codec_config(),
+        )
+        .ok()?;
+    let valid = finalization.epoch() == Epoch::new(set.epoch)
+        && finalization.verify(rng, &scheme, &Sequential);
+    valid.then_some(finalization.proposal.payload)
 }
 
 /// How often the epoch loop looks for a new validator set.
