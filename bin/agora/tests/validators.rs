@@ -8,6 +8,10 @@
 //! Without the rights to make namespaces (`ip netns add` fails), or with
 //! `AGORA_TEST_LOOPBACK=1`, the nodes run on loopback and the cut-off validator is frozen
 //! with SIGSTOP instead, which the test prints.
+//!
+//! A second test changes the set over real p2p on loopback: a funded account bonds and
+//! registers its address with `agora wallet`, a validator withdraws, and after the epoch
+//! boundary the newcomer (started by state sync) is needed for a quorum.
 
 use std::{
     path::{Path, PathBuf},
@@ -190,7 +194,7 @@ impl Cluster {
     }
 
     fn logs(&self) -> String {
-        (0..VALIDATORS)
+        (0..self.children.len())
             .map(|i| {
                 let text = std::fs::read_to_string(self.dir.join(format!("node-{i}.log")))
                     .unwrap_or_default();
@@ -207,7 +211,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for i in 0..VALIDATORS {
+        for i in 0..self.children.len() {
             if let Some(child) = self.children[i].as_ref() {
                 signal(child, "-CONT");
             }
@@ -424,4 +428,103 @@ async fn four_validators_survive_a_kill_and_a_cut_link_and_agree_on_every_block(
             "loopback"
         }
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_validator_replaces_one_that_left_at_the_epoch_boundary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (genesis_dir, mut keys, mut accounts) = init(dir.path());
+    // The newcomer: a funded dev account, not a genesis validator.
+    let joiner = VALIDATORS;
+    let joiner_key = genesis_dir.join("keys/dev-1.key");
+    let joiner_account = agora_rpc::keyfile::load(&joiner_key)
+        .expect("key")
+        .account_id();
+    keys.push(joiner_key.clone());
+    accounts.push(joiner_account.to_string());
+    let (rpc, p2p): (Vec<String>, Vec<String>) = (0..=VALIDATORS)
+        .map(|_| {
+            (
+                format!("127.0.0.1:{}", free_port()),
+                format!("127.0.0.1:{}", free_port()),
+            )
+        })
+        .unzip();
+    let mut cluster = Cluster {
+        dir: dir.path().to_path_buf(),
+        genesis: genesis_dir.join("genesis.json"),
+        keys,
+        accounts,
+        rpc,
+        p2p,
+        namespaces: None,
+        children: (0..=VALIDATORS).map(|_| None).collect(),
+    };
+    for i in 0..VALIDATORS {
+        cluster.start(i);
+    }
+    wait_height(&cluster, 0, 3).await;
+
+    let node = format!("http://{}", cluster.rpc[0]);
+    let wallet = |key: &Path, args: &[&str]| {
+        run_ok(
+            agora()
+                .arg("wallet")
+                .args(args)
+                .arg("--key")
+                .arg(key)
+                .args(["--node", &node]),
+        )
+    };
+    wallet(&joiner_key, &["bond", "10000"]);
+    wallet(&joiner_key, &["register-validator", &cluster.p2p[joiner]]);
+    wallet(&cluster.keys[3].clone(), &["deregister-validator"]);
+
+    // The set changes at the next epoch boundary (dev epochs are 20 blocks).
+    let client = cluster.client(0);
+    let start = Instant::now();
+    loop {
+        let validators = client.validators().await.expect("validators");
+        let members: Vec<&str> = validators.iter().map(|v| v.account.as_str()).collect();
+        if members.contains(&cluster.accounts[joiner].as_str()) {
+            assert!(!members.contains(&cluster.accounts[3].as_str()));
+            let registered = validators
+                .iter()
+                .find(|v| v.account == cluster.accounts[joiner])
+                .and_then(|v| v.p2p.clone());
+            assert_eq!(registered.as_deref(), Some(cluster.p2p[joiner].as_str()));
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "no set change\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let at_change = height(&client).await.expect("height");
+
+    // The newcomer starts from a snapshot; the others learn its address from the ledger.
+    cluster.start_with(joiner, &["--state-sync", &node]);
+    wait_height(&cluster, joiner, at_change + 3).await;
+    // The one that left, and one more: the remaining three need the newcomer's votes.
+    cluster.kill(3);
+    cluster.kill(2);
+    let at_kill = height(&client).await.expect("height");
+    wait_height(&cluster, 0, at_kill + 10).await;
+    wait_height(&cluster, joiner, at_kill + 10).await;
+    let mut proposed = false;
+    for h in at_change + 1..=at_kill + 10 {
+        let ours = client.block(Some(h)).await.expect("block").expect("block");
+        let theirs = cluster.client(joiner).block(Some(h)).await.expect("block");
+        if let Some(theirs) = theirs {
+            assert_eq!(
+                (&ours.hash, &ours.state_root),
+                (&theirs.hash, &theirs.state_root)
+            );
+        }
+        proposed |= ours.proposer == cluster.accounts[joiner];
+        assert_ne!(
+            ours.proposer, cluster.accounts[3],
+            "a departed validator proposed"
+        );
+    }
+    assert!(proposed, "the newcomer never proposed\n{}", cluster.logs());
+    eprintln!("set changed by height {at_change}; the newcomer keeps a three-of-four quorum");
 }

@@ -29,8 +29,14 @@ use crate::consensus::{self, gossip, Channels, EpochSet, PeerSets, CHANNELS};
 
 /// Namespace of the p2p handshake; changing it is a breaking change.
 const NAMESPACE: &[u8] = b"agora-chain-p2p-v1";
-/// Most peers in one validator set (the ledger's `max_validators` is at most 1,000).
-const MAX_PEERS_PER_SET: usize = 1_024;
+/// Most peers in one validator set (the ledger's `max_validators` is at most 64). Each
+/// channel's inbound mailbox holds a quota burst from every peer of every tracked set, so
+/// this, [`TRACKED_SETS`] and [`MESSAGES_PER_SECOND`] together size it.
+const MAX_PEERS_PER_SET: usize = 64;
+/// Peer sets kept connected: the current epoch's and the one before.
+const TRACKED_SETS: usize = 2;
+/// Messages a peer may send per second on each channel.
+const MESSAGES_PER_SECOND: u32 = 2_000;
 
 /// Where this validator listens and where the others are.
 #[derive(Debug, Clone)]
@@ -65,6 +71,10 @@ pub(crate) struct LookupPeers {
 
 impl PeerSets for LookupPeers {
     fn track(&mut self, set: &EpochSet) {
+        if set.members.len() > MAX_PEERS_PER_SET {
+            tracing::error!(target: "agora::chain", epoch = set.epoch, members = set.members.len(), "validator set larger than the network supports");
+            return;
+        }
         if let Some(peers) = consensus::addresses(set, &self.known) {
             let _ = self.oracle.track(set.epoch, peers);
         }
@@ -113,9 +123,10 @@ where
     );
     // Peers are named by the operator: a misbehaving one may come back after a minute.
     p2p.block_duration = Duration::from_secs(60);
+    p2p.tracked_peer_sets = NZUsize!(TRACKED_SETS);
     let (mut network, mut oracle) = Network::new(context.child("p2p"), p2p);
     let _ = oracle.track(0, peers);
-    let quota = Quota::per_second(NonZeroU32::new(100_000).unwrap_or(NonZeroU32::MIN));
+    let quota = Quota::per_second(NonZeroU32::new(MESSAGES_PER_SECOND).unwrap_or(NonZeroU32::MIN));
     let mut register = |channel| network.register(channel, quota);
     let channels = Channels {
         votes: register(CHANNELS[0]),

@@ -44,8 +44,9 @@ pub struct Params {
     pub challenger_reward_bps: u64,
     /// Share of each epoch's emission for verifiers, in basis points; providers get the rest.
     pub verifier_reward_bps: u64,
-    /// Most consensus validators; at each epoch's last block the registered validators
-    /// with the most bonded stake (at least `min_stake`, not jailed) form the next set.
+    /// Most consensus validators (at most 64, what the p2p layer is sized for); at each
+    /// epoch's last block the registered validators with the most bonded stake (at least
+    /// `min_stake`, not jailed) form the next set.
     pub max_validators: u64,
 }
 
@@ -110,7 +111,7 @@ impl Default for Params {
             dispute_period_blocks: 20,
             challenger_reward_bps: 5_000,
             verifier_reward_bps: 2_000,
-            max_validators: 100,
+            max_validators: 32,
         }
     }
 }
@@ -149,7 +150,7 @@ impl Params {
             "dispute_period_blocks" => self.dispute_period_blocks = as_u64(1, u64::MAX / 4)?,
             "challenger_reward_bps" => self.challenger_reward_bps = as_u64(0, bps)?,
             "verifier_reward_bps" => self.verifier_reward_bps = as_u64(0, bps)?,
-            "max_validators" => self.max_validators = as_u64(1, 1_000)?,
+            "max_validators" => self.max_validators = as_u64(1, 64)?,
             _ => return Err(Error::Unknown(name.to_string())),
         }
         Ok(())

@@ -72,6 +72,14 @@ pub(crate) enum Command {
         /// Amount in AGR.
         amount: String,
     },
+    /// Offer this account as a consensus validator: with `min_stake` bonded, it joins the
+    /// set at the next epoch boundary if its stake ranks among the top `max_validators`.
+    RegisterValidator {
+        /// `host:port` where the other validators reach this node's `--p2p-listen`.
+        p2p: String,
+    },
+    /// Withdraw the validator offer; the account leaves the set at the next epoch boundary.
+    DeregisterValidator,
     /// Open a payment channel to a payee.
     OpenChannel {
         /// Payee account.
@@ -244,6 +252,20 @@ async fn execute(common: Common, command: Command) -> anyhow::Result<()> {
                         amount: agr(&amount)?,
                     },
                 )
+                .await
+        }
+        Command::RegisterValidator { p2p } => {
+            let p2p = p2p
+                .as_str()
+                .try_into()
+                .map_err(|err| anyhow::anyhow!("p2p address {p2p}: {err}"))?;
+            common
+                .send("register-validator", TxBody::RegisterValidator { p2p })
+                .await
+        }
+        Command::DeregisterValidator => {
+            common
+                .send("deregister-validator", TxBody::DeregisterValidator)
                 .await
         }
         Command::OpenChannel {
