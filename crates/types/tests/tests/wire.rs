@@ -9,7 +9,7 @@ use agora_types::{
     ProviderScore, Receipt, ReceiptTotals, SamplingParams, SignedTx, TxBody, Vote, Voucher,
 };
 
-const PINNED: &str = "8ca4c4ed32568400fbf617b19629542e93b70d9c4ca42a7aef7fc6ba535aa4fb";
+const PINNED: &str = "4ba8fc78d7066164e2d74a6a251ea3c5e2d369670cb02d6f20bf278a1c56547c";
 
 fn model() -> ModelInfo {
     ModelInfo {
@@ -183,6 +183,10 @@ fn sample(chain: &ChainId, payer: &Keypair, payee: AccountId) -> Vec<u8> {
             .unwrap(),
             salt: Hash::of(b"salt"),
         },
+        TxBody::RegisterValidator {
+            p2p: "v.example:26656".try_into().unwrap(),
+        },
+        TxBody::DeregisterValidator,
     ];
     let txs: Vec<SignedTx> = bodies
         .into_iter()
