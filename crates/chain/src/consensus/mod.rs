@@ -350,6 +350,19 @@ where
     }))
 }
 
+/// The simplex engine of one epoch, over the node's [`Application`].
+type EpochEngine<E, A, B> = simplex::Engine<
+    E,
+    simplex::scheme::ed25519::Scheme,
+    RoundRobin<Blake3>,
+    B,
+    Digest,
+    Application<E, A>,
+    Application<E, A>,
+    Application<E, A>,
+    Sequential,
+>;
+
 /// The simplex engine of `set`, or `None` if this node cannot sign in it.
 fn engine<E, A, B>(
     context: E,
@@ -358,19 +371,7 @@ fn engine<E, A, B>(
     app: A,
     outbound: futures::channel::mpsc::UnboundedSender<gossip::Outbound>,
     blocker: B,
-) -> Option<
-    simplex::Engine<
-        E,
-        simplex::scheme::ed25519::Scheme,
-        RoundRobin<Blake3>,
-        B,
-        Digest,
-        Application<E, A>,
-        Application<E, A>,
-        Application<E, A>,
-        Sequential,
-    >,
->
+) -> Option<EpochEngine<E, A, B>>
 where
     E: Clock + CryptoRng + Spawner + Storage + Metrics,
     A: App,
