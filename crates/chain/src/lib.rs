@@ -26,11 +26,12 @@
 //!
 //! # Threads
 //!
-//! Consensus runs on Commonware's tokio runtime on its own thread; block
-//! execution runs on a dedicated thread; the RPC server runs on the caller's
-//! tokio runtime.
+//! Consensus runs on Commonware's tokio runtime on its own thread (a follower's
+//! fetch loop takes its place, [`follow`]); block execution runs on a dedicated
+//! thread; the RPC server runs on the caller's tokio runtime.
 
 mod consensus;
+mod follow;
 pub mod genesis;
 pub mod mempool;
 mod node;
@@ -73,6 +74,10 @@ pub struct Config {
     /// On first start, begin from the state of the node at this RPC URL instead of
     /// replaying from genesis ([`sync`]); ignored once the data folder has a chain.
     pub state_sync: Option<String>,
+    /// Follow the chain through the node(s) at this RPC URL (comma-separated for failover)
+    /// instead of taking part in consensus: a full node that checks every block's
+    /// certificate against the validator set and serves RPC ([`follow`]).
+    pub follow: Option<String>,
 }
 
 impl Config {
@@ -89,6 +94,7 @@ impl Config {
             max_idle_interval: Duration::from_secs(1),
             p2p: None,
             state_sync: None,
+            follow: None,
         }
     }
 }
@@ -166,7 +172,10 @@ pub async fn run_with_listener(
     );
 
     let applier = node::spawn_applier(Arc::clone(&node))?;
-    let consensus = spawn_consensus(&config, Arc::clone(&node))?;
+    let consensus = match &config.follow {
+        Some(_) => follow::spawn(Arc::clone(&node))?,
+        None => spawn_consensus(&config, Arc::clone(&node))?,
+    };
 
     // Every node is a peer for blobs: models imported into `<data>/blobs` are fetchable here.
     let blobs = agora_store::BlobStore::open(config.data_dir.join("blobs"))?;

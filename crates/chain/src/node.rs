@@ -24,7 +24,7 @@ use crate::{
     mempool::Mempool,
     server::RpcFailure,
     store::{HeadRecord, Snapshot, Store, StoredBlock, TxOutcome},
-    sync::StateSnapshot,
+    sync::{Finality, StateSnapshot},
     Config, Error,
 };
 
@@ -52,14 +52,19 @@ pub(crate) struct Node {
     finalized: Mutex<Option<Hash>>,
     finalized_signal: Condvar,
     /// The latest finalization certificate consensus reported, with its validator-set
-    /// epoch: kept on disk when the block it finalized ends the epoch.
-    certificate: Mutex<Option<(u64, Vec<u8>)>>,
+    /// epoch and the block it finalized.
+    certificate: Mutex<Option<(u64, Hash, Vec<u8>)>>,
+    /// The newest executed block that carries its own certificate, for followers; kept on
+    /// disk when the block ends its validator set's epoch.
+    finality: Mutex<Option<Finality>>,
     /// Blocks that verification or execution needs and no peer has sent yet.
     missing: Mutex<HashSet<Hash>>,
     /// Transactions accepted here and not yet passed on to peers.
     outgoing: Mutex<Vec<Vec<u8>>>,
     /// Whether blocks gossip to peers (a validator set of more than one).
     gossips: bool,
+    /// The node a follower follows ([`Config::follow`]); `submit_tx` is passed on to it.
+    upstream: Option<agora_rpc::Client>,
     /// Execute finalized blocks on the consensus caller's thread instead of the applier's
     /// (simulation tests, whose runtime must stay deterministic).
     inline_apply: bool,
@@ -175,7 +180,14 @@ impl Node {
             }
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let upstream = match &config.follow {
+            Some(url) => Some(
+                agora_rpc::Client::new(url).map_err(|err| Error::Sync(format!("{url}: {err}")))?,
+            ),
+            None => None,
+        };
         Ok(Node {
+            upstream,
             store,
             chain_id: config.genesis.chain_id.clone(),
             genesis: config.genesis.clone(),
@@ -187,14 +199,21 @@ impl Node {
             finalized: Mutex::new(None),
             finalized_signal: Condvar::new(),
             certificate: Mutex::new(None),
+            finality: Mutex::new(None),
             missing: Mutex::new(HashSet::new()),
             outgoing: Mutex::new(Vec::new()),
-            gossips: config.genesis.validators.len() > 1 || config.p2p.is_some(),
+            gossips: config.follow.is_none()
+                && (config.genesis.validators.len() > 1 || config.p2p.is_some()),
             inline_apply: false,
             stop: watch::Sender::new(false),
             fatal: watch::Sender::new(None),
             metrics: Metrics::default(),
         })
+    }
+
+    /// The node this one follows, when it is a follower.
+    pub(crate) fn upstream(&self) -> Option<&agora_rpc::Client> {
+        self.upstream.as_ref()
     }
 
     /// Executes finalized blocks when consensus reports them, on its thread, instead of
@@ -230,7 +249,7 @@ impl Node {
         self.finalized_signal.notify_all();
     }
 
-    fn stopping(&self) -> bool {
+    pub(crate) fn stopping(&self) -> bool {
         *self.stop.borrow()
     }
 
@@ -877,6 +896,61 @@ impl Node {
         })
     }
 
+    /// How validator-set `epoch` ended, if this node kept it.
+    fn epoch_end_finality(&self, epoch: u64) -> Result<Option<Finality>, Error> {
+        match self.store.epoch_end(epoch)? {
+            Some(bytes) => Finality::from_bytes(&bytes)
+                .map(Some)
+                .map_err(|err| Error::Fatal(format!("stored epoch end {epoch}: {err}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// For a follower in validator-set `epoch`: the newest certified block of that epoch,
+    /// or, for an epoch this node has left, the block that ended it.
+    pub(crate) fn finality(&self, epoch: u64) -> Result<Option<Finality>, Error> {
+        if let Some(ended) = self.epoch_end_finality(epoch)? {
+            return Ok(Some(ended));
+        }
+        Ok(lock(&self.finality)
+            .clone()
+            .filter(|finality| finality.epoch == epoch))
+    }
+
+    /// Executed blocks from height `from` to `to`, oldest first, at most
+    /// [`crate::sync::MAX_SYNC_BLOCKS`] and [`crate::sync::MAX_SYNC_BYTES`] (always the
+    /// first if it exists).
+    pub(crate) fn sync_blocks(&self, from: u64, to: u64) -> Result<Vec<Block>, Error> {
+        let last = to.min(from.saturating_add(crate::sync::MAX_SYNC_BLOCKS - 1));
+        let mut blocks = Vec::new();
+        let mut bytes = 0;
+        for height in from..=last {
+            let Some(stored) = self.store.block(height)? else {
+                break;
+            };
+            bytes += agora_types::encode(&stored.block).len();
+            if bytes > crate::sync::MAX_SYNC_BYTES && !blocks.is_empty() {
+                break;
+            }
+            blocks.push(stored.block);
+        }
+        Ok(blocks)
+    }
+
+    /// Stores blocks a follower fetched, to execute once a certificate names their tip;
+    /// refuses a block whose transactions do not match its root.
+    pub(crate) fn store_fetched(&self, blocks: &[Block]) -> Result<(), Invalid> {
+        for block in blocks {
+            if block.header.tx_root != tx_root(&block.txs) {
+                return Err(Invalid::Payload("block: transaction root mismatch".into()));
+            }
+            if let Err(err) = self.store.put_candidate(block) {
+                self.set_fatal(err.to_string());
+            }
+        }
+        Ok(())
+    }
+
     /// Notes a block this node needs; gossip asks peers for it.
     fn want(&self, hash: Hash) {
         if self.gossips {
@@ -1217,13 +1291,23 @@ impl Node {
             outcomes,
         };
         self.store.commit_block(&stored, &head, &writes)?;
-        if ends_epoch {
-            // The certificate that finalized this block lets a node that missed the
-            // boundary go on (see `consensus::gossip`).
-            let certificate = lock(&self.certificate).clone();
-            if let Some((epoch, bytes)) = certificate.filter(|(epoch, _)| *epoch == epoch_before) {
-                self.store.put_epoch_end(epoch, &bytes)?;
+        let certificate = lock(&self.certificate)
+            .clone()
+            .filter(|(epoch, hash, _)| *epoch == epoch_before && *hash == head.hash);
+        if let Some((epoch, _, certificate)) = certificate {
+            let finality = Finality {
+                epoch,
+                height: head.height,
+                certificate,
+            };
+            if ends_epoch {
+                // It lets a node that missed the boundary go on (see `consensus::gossip`).
+                self.store
+                    .put_epoch_end(epoch, &agora_types::encode(&finality))?;
             }
+            *lock(&self.finality) = Some(finality);
+        }
+        if ends_epoch {
             info!(target: "agora::chain", height = head.height, epoch = epoch_before + 1, "validator set changes after this block");
         }
         *self
@@ -1377,7 +1461,7 @@ impl App for Arc<Node> {
     }
 
     fn finalized(&self, payload: Digest, epoch: u64, certificate: Vec<u8>) {
-        *lock(&self.certificate) = Some((epoch, certificate));
+        *lock(&self.certificate) = Some((epoch, hash_of(&payload), certificate));
         *lock(&self.finalized) = Some(hash_of(&payload));
         if self.inline_apply {
             if let Err(err) = self.apply_finalized() {
@@ -1420,7 +1504,10 @@ impl App for Arc<Node> {
     }
 
     fn epoch_end(&self, epoch: u64) -> Option<Vec<u8>> {
-        self.store.epoch_end(epoch).ok().flatten()
+        self.epoch_end_finality(epoch)
+            .ok()
+            .flatten()
+            .map(|finality| finality.certificate)
     }
 
     fn validator_set(&self) -> Option<EpochSet> {

@@ -2,7 +2,9 @@
 //!
 //! Routes: `POST /` (JSON-RPC 2.0, methods in [`agora_rpc::method`]),
 //! `GET /events` (server-sent events, one `block` event per executed block),
-//! `GET /metrics` (Prometheus text) and `GET /health`.
+//! `GET /metrics` (Prometheus text), `GET /health`, and for new nodes and followers
+//! (borsh, [`crate::sync`]) `GET /state/snapshot`, `GET /sync/finality/{epoch}` and
+//! `GET /sync/blocks/{from}/{to}`. A follower forwards `submit_tx` to the node it follows.
 //! Request bodies are capped at [`MAX_BODY_BYTES`]; each request has a timeout.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
@@ -10,7 +12,7 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 use agora_rpc::{code, method, wire};
 use axum::{
     body::Bytes,
-    extract::{DefaultBodyLimit, State},
+    extract::{DefaultBodyLimit, Path, State},
     http::{header, StatusCode},
     response::{
         sse::{Event, KeepAlive, Sse},
@@ -62,6 +64,8 @@ pub(crate) fn app(node: Arc<Node>) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/state/snapshot", get(state_snapshot))
+        .route("/sync/finality/{epoch}", get(sync_finality))
+        .route("/sync/blocks/{from}/{to}", get(sync_blocks))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -79,22 +83,47 @@ async fn health(State(node): State<Arc<Node>>) -> Response {
 
 /// The executed head and full state at one commit, for a new node's state sync.
 async fn state_snapshot(State(node): State<Arc<Node>>) -> Response {
-    let snapshot = tokio::task::spawn_blocking(move || node.state_snapshot())
+    borsh_answer(move || Ok(Some(node.state_snapshot()?.to_bytes()))).await
+}
+
+/// Borsh bytes from a blocking read: 200 with them, 404 for `None`, 500 on error.
+async fn borsh_answer<F>(read: F) -> Response
+where
+    F: FnOnce() -> Result<Option<Vec<u8>>, crate::Error> + Send + 'static,
+{
+    let answer = tokio::task::spawn_blocking(read)
         .await
         .map_err(|err| err.to_string())
         .and_then(|read| read.map_err(|err| err.to_string()));
-    match snapshot {
-        Ok(snapshot) => (
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            snapshot.to_bytes(),
-        )
-            .into_response(),
+    match answer {
+        Ok(Some(bytes)) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(err) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             RpcFailure::internal(err).message,
         )
             .into_response(),
     }
+}
+
+/// A follower's next certified block for validator-set `epoch`.
+async fn sync_finality(State(node): State<Arc<Node>>, Path(epoch): Path<u64>) -> Response {
+    borsh_answer(move || {
+        Ok(node
+            .finality(epoch)?
+            .map(|finality| agora_types::encode(&finality)))
+    })
+    .await
+}
+
+/// Executed blocks from `from` to `to`, as a borsh list.
+async fn sync_blocks(
+    State(node): State<Arc<Node>>,
+    Path((from, to)): Path<(u64, u64)>,
+) -> Response {
+    borsh_answer(move || Ok(Some(agora_types::encode(&node.sync_blocks(from, to)?)))).await
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
@@ -160,6 +189,26 @@ async fn rpc(State(node): State<Arc<Node>>, body: Bytes) -> Json<wire::Response>
     if request.jsonrpc != "2.0" {
         let failure = RpcFailure::new(code::INVALID_REQUEST, "jsonrpc must be \"2.0\"");
         return response(request.id, Err(failure));
+    }
+    if request.method == method::SUBMIT_TX {
+        if let Some(upstream) = node.upstream() {
+            // A follower's mempool reaches no proposer: pass the transaction on.
+            let outcome = match params::<wire::SubmitTxParams>(request.params) {
+                Ok(p) => upstream
+                    .call::<_, wire::SubmitTxResult>(method::SUBMIT_TX, p)
+                    .await
+                    .map_err(|err| match err.rpc() {
+                        Some(rpc) => RpcFailure::new(rpc.code, rpc.message.clone()),
+                        None => RpcFailure::new(
+                            code::INTERNAL_ERROR,
+                            format!("the node this one follows is unreachable: {err}"),
+                        ),
+                    })
+                    .and_then(to_value),
+                Err(failure) => Err(failure),
+            };
+            return response(request.id, outcome);
+        }
     }
     // Storage reads and signature checks block; keep them off the async workers.
     let id = request.id.clone();

@@ -867,24 +867,24 @@ fn a_validator_set_change_at_an_epoch_boundary_hands_consensus_to_the_new_set() 
         };
         let mut rng = sim.context.child("rng");
         assert_eq!(
-            consensus::check_epoch_end(&epoch_0, &certificate, &mut rng),
+            consensus::check_finalization(&epoch_0, &certificate, &mut rng),
             Some(floor)
         );
         let epoch_1 = consensus::App::validator_set(reference).unwrap();
         assert_eq!(
-            consensus::check_epoch_end(&epoch_1, &certificate, &mut rng),
+            consensus::check_finalization(&epoch_1, &certificate, &mut rng),
             None
         );
         for i in [0, certificate.len() / 2, certificate.len() - 1] {
             let mut forged = certificate.clone();
             forged[i] ^= 1;
             assert_eq!(
-                consensus::check_epoch_end(&epoch_0, &forged, &mut rng),
+                consensus::check_finalization(&epoch_0, &forged, &mut rng),
                 None
             );
         }
         assert_eq!(
-            consensus::check_epoch_end(&epoch_0, b"junk", &mut rng),
+            consensus::check_finalization(&epoch_0, b"junk", &mut rng),
             None
         );
     });

@@ -80,3 +80,35 @@ impl StateSnapshot {
         Ok(())
     }
 }
+
+/// Largest [`Finality`] a node accepts (a certificate of up to 64 signatures is ~4 KiB).
+pub const MAX_FINALITY_BYTES: usize = 64 * 1024;
+/// Most blocks one `GET /sync/blocks` answer carries.
+pub const MAX_SYNC_BLOCKS: u64 = 256;
+/// Most bytes one `GET /sync/blocks` answer carries (always at least one block).
+pub const MAX_SYNC_BYTES: usize = 8 << 20;
+
+/// A finalized block's height with the consensus certificate that finalized it: what a
+/// follower ([`crate::Config::follow`]) checks against its validator set before it
+/// executes the chain of blocks that ends there.
+///
+/// `GET /sync/finality/{epoch}` serves, for the node's own epoch, the newest executed
+/// block that carries its own certificate, and for an earlier epoch the block that ended
+/// it. `GET /sync/blocks/{from}/{to}` serves executed blocks, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Finality {
+    /// Validator-set epoch the certificate is from.
+    pub epoch: u64,
+    /// Height of the finalized block.
+    pub height: u64,
+    /// The encoded simplex finalization certificate.
+    pub certificate: Vec<u8>,
+}
+
+impl Finality {
+    /// Decodes a finality, bounded by [`MAX_FINALITY_BYTES`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        agora_types::encoding::decode_bounded(bytes, MAX_FINALITY_BYTES)
+            .map_err(|err| Error::Decode(err.to_string()))
+    }
+}

@@ -443,11 +443,36 @@ impl Client {
     /// A node's executed head and full state (`GET /state/snapshot`, borsh), refused when
     /// larger than `max` bytes; `agora-chain` decodes and checks it.
     pub async fn state_snapshot(&self, max: usize) -> Result<Vec<u8>, Error> {
-        let mut response = self
-            .send(|base| self.http.get(format!("{base}/state/snapshot")))
+        self.get_bytes("state/snapshot", max)
             .await?
-            .error_for_status()?;
-        let too_big = || Error::Decode(format!("snapshot over {max} bytes"));
+            .ok_or_else(|| Error::Decode("no snapshot".into()))
+    }
+
+    /// For a follower in validator-set `epoch`: the followed node's newest certified block
+    /// (`GET /sync/finality/{epoch}`, borsh), `None` when it has none for that epoch.
+    pub async fn sync_finality(&self, epoch: u64, max: usize) -> Result<Option<Vec<u8>>, Error> {
+        self.get_bytes(&format!("sync/finality/{epoch}"), max).await
+    }
+
+    /// Executed blocks from height `from` to `to` (`GET /sync/blocks/{from}/{to}`, a borsh
+    /// list; the node may send fewer).
+    pub async fn sync_blocks(&self, from: u64, to: u64, max: usize) -> Result<Vec<u8>, Error> {
+        Ok(self
+            .get_bytes(&format!("sync/blocks/{from}/{to}"), max)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The body of `GET /{path}`, `None` on 404, refused when larger than `max` bytes.
+    async fn get_bytes(&self, path: &str, max: usize) -> Result<Option<Vec<u8>>, Error> {
+        let response = self
+            .send(|base| self.http.get(format!("{base}/{path}")))
+            .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let mut response = response.error_for_status()?;
+        let too_big = || Error::Decode(format!("{path}: over {max} bytes"));
         if response
             .content_length()
             .is_some_and(|len| len as usize > max)
@@ -461,7 +486,7 @@ impl Client {
             }
             bytes.extend_from_slice(&chunk);
         }
-        Ok(bytes)
+        Ok(Some(bytes))
     }
 
     /// Finalized blocks as they are executed, from `GET /events`.

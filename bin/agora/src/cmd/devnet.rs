@@ -330,6 +330,7 @@ fn validator_configs(args: &Args, chain_dir: &Path) -> anyhow::Result<Vec<agora_
             p2p_listen: (count > 1).then(|| p2p(index)).transpose()?,
             peers,
             state_sync: None,
+            follow: None,
         })?);
     }
     Ok(configs)

@@ -1,5 +1,6 @@
-//! `agora node`: run a ledger node: a validator set of one by default, or one of several
-//! validators (`--p2p-listen` and a `--peer` for each other validator).
+//! `agora node`: run a ledger node: a validator set of one by default, one of several
+//! validators (`--p2p-listen` and a `--peer` for each other validator), or a follower that
+//! is no validator (`--follow URL`).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -37,6 +38,11 @@ pub(crate) struct Args {
     /// its state root, then against the finalized chain) instead of replaying from genesis.
     #[arg(long, env = "AGORA_STATE_SYNC")]
     pub(crate) state_sync: Option<String>,
+    /// Follow the chain through the node(s) at this RPC URL (comma-separated for
+    /// failover) as a full node that is no validator: it checks each block's certificate
+    /// against the validator set, serves RPC and passes `submit_tx` on. No key is needed.
+    #[arg(long, env = "AGORA_FOLLOW", conflicts_with_all = ["p2p_listen", "peers"])]
+    pub(crate) follow: Option<String>,
 }
 
 /// Parses `agora1…@host:port`.
@@ -69,12 +75,17 @@ pub(crate) fn config(args: Args) -> anyhow::Result<agora_chain::Config> {
             )
         })?
         .to_genesis()?;
-    let key = agora_rpc::keyfile::load(&key_path)?;
+    // A follower signs nothing; it needs a key only if it is to become a validator.
+    let key = match (&args.follow, key_path.exists()) {
+        (Some(_), false) => agora_types::Keypair::from_bytes(&rand::random()),
+        _ => agora_rpc::keyfile::load(&key_path)?,
+    };
     let mut config = agora_chain::Config::new(data_dir, genesis, key, args.rpc_listen);
     config.min_block_interval = Duration::from_millis(args.block_interval_ms);
     config.max_idle_interval =
         Duration::from_millis(args.idle_interval_ms.max(args.block_interval_ms));
     config.state_sync = args.state_sync;
+    config.follow = args.follow;
     if let Some(listen) = args.p2p_listen {
         let peers = args
             .peers

@@ -250,7 +250,7 @@ fn handle<A: App, S: Sender<PublicKey = PublicKey>>(
             if set.epoch != epoch {
                 return Ok(());
             }
-            let payload = super::check_epoch_end(&set, certificate, rng).ok_or_else(|| {
+            let payload = super::check_finalization(&set, certificate, rng).ok_or_else(|| {
                 Invalid::Payload(format!("epoch {epoch} end certificate does not verify"))
             })?;
             debug!(target: "agora::chain", epoch, ?payload, "a peer proved how this epoch ended");

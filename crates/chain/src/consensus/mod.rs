@@ -221,9 +221,10 @@ pub enum Error {
     NotValidator,
 }
 
-/// The finalized block a certificate from a peer proves ended `set`'s epoch: the
-/// certificate decodes, belongs to that epoch, and carries a quorum of `set`'s signatures.
-pub(crate) fn check_epoch_end(
+/// The block a finalization certificate from a peer proves finalized in `set`'s epoch:
+/// the certificate decodes, belongs to that epoch, and carries a quorum of `set`'s
+/// signatures. Used for the block that ended an epoch (gossip) and by followers.
+pub(crate) fn check_finalization(
     set: &EpochSet,
     certificate: &[u8],
     rng: &mut impl CryptoRng,
