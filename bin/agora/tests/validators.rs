@@ -220,6 +220,16 @@ impl Drop for Cluster {
     }
 }
 
+/// A follower process, killed on drop.
+struct FollowerProcess(Child);
+
+impl Drop for FollowerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 async fn height(client: &Client) -> Option<u64> {
     client.head().await.ok().map(|head| head.height)
 }
@@ -464,6 +474,21 @@ async fn a_registered_validator_replaces_one_that_left_at_the_epoch_boundary() {
         cluster.start(i);
     }
     wait_height(&cluster, 0, 3).await;
+    // A follower (no validator) of validator 1 sees the set change too.
+    let follower_rpc = format!("127.0.0.1:{}", free_port());
+    let mut follower = FollowerProcess(
+        agora()
+            .args(["node", "--data-dir"])
+            .arg(dir.path().join("follower"))
+            .arg("--genesis")
+            .arg(&cluster.genesis)
+            .args(["--rpc-listen", &follower_rpc])
+            .args(["--follow", &format!("http://{}", cluster.rpc[1])])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start follower"),
+    );
 
     let node = format!("http://{}", cluster.rpc[0]);
     let wallet = |key: &Path, args: &[&str]| {
@@ -526,5 +551,27 @@ async fn a_registered_validator_replaces_one_that_left_at_the_epoch_boundary() {
         );
     }
     assert!(proposed, "the newcomer never proposed\n{}", cluster.logs());
+
+    // The follower crossed the boundary on the certificate that ended epoch 0.
+    let follower_client = Client::new(&format!("http://{follower_rpc}")).expect("client");
+    let start = Instant::now();
+    while height(&follower_client).await.unwrap_or(0) < at_kill + 10 {
+        assert!(start.elapsed() < WAIT, "the follower did not follow");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for h in [at_change, at_change + 1, at_kill + 10] {
+        let ours = client.block(Some(h)).await.expect("block").expect("block");
+        let theirs = follower_client
+            .block(Some(h))
+            .await
+            .expect("block")
+            .expect("block");
+        assert_eq!(
+            (ours.hash, ours.state_root),
+            (theirs.hash, theirs.state_root)
+        );
+    }
+    signal(&follower.0, "-TERM");
+    let _ = follower.0.wait();
     eprintln!("set changed by height {at_change}; the newcomer keeps a three-of-four quorum");
 }
