@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    consensus::{gossip::Invalid, App, Build, EpochSet},
+    consensus::{gossip::Invalid, App, Build, EpochSet, Verdict},
     mempool::Mempool,
     server::RpcFailure,
     store::{HeadRecord, Snapshot, Store, StoredBlock, TxOutcome},
@@ -68,6 +68,9 @@ pub(crate) struct Node {
     /// Execute finalized blocks on the consensus caller's thread instead of the applier's
     /// (simulation tests, whose runtime must stay deterministic).
     inline_apply: bool,
+    /// Propose blocks with a wrong state root (a byzantine proposer, in simulation tests).
+    #[cfg(test)]
+    lies: bool,
     stop: watch::Sender<bool>,
     fatal: watch::Sender<Option<String>>,
     metrics: Metrics,
@@ -205,10 +208,19 @@ impl Node {
             gossips: config.follow.is_none()
                 && (config.genesis.validators.len() > 1 || config.p2p.is_some()),
             inline_apply: false,
+            #[cfg(test)]
+            lies: false,
             stop: watch::Sender::new(false),
             fatal: watch::Sender::new(None),
             metrics: Metrics::default(),
         })
+    }
+
+    /// Makes this node propose blocks whose state root is wrong.
+    #[cfg(test)]
+    pub(crate) fn lying_about_state_roots(mut self) -> Self {
+        self.lies = true;
+        self
     }
 
     /// The node this one follows, when it is a follower.
@@ -1087,6 +1099,12 @@ impl Node {
             }
             return Ok(Build::Failed);
         }
+        #[cfg(test)]
+        let state_root = if self.lies {
+            Hash([0xee; 32])
+        } else {
+            state_root
+        };
         let header = Header {
             height: height + 1,
             parent,
@@ -1108,6 +1126,8 @@ impl Node {
     ///
     /// The block must belong to validator-set `epoch`: its parent's post-state is in that
     /// epoch. A re-proposal (`payload == parent`) is valid when `parent` ended the epoch.
+    /// A proposal off the executed chain is [`Verdict::Stale`] (this node may be ahead);
+    /// every other refusal is the leader's fault.
     fn verify_block(
         &self,
         parent: Hash,
@@ -1115,47 +1135,53 @@ impl Node {
         leader: AccountId,
         now_ms: u64,
         epoch: u64,
-    ) -> Result<Option<bool>, Error> {
+    ) -> Result<Option<Verdict>, Error> {
+        let head = self.head();
         if payload == parent {
-            let head = self.head();
             let blocks = match self.unexecuted_chain(&head, parent)? {
                 Chain::Blocks(blocks) => blocks,
                 Chain::Missing => return Ok(None),
-                // An executed block other than the head: its epoch is in the past.
-                Chain::Fork => return Ok(Some(false)),
+                Chain::Fork => return Ok(Some(Verdict::Stale)),
             };
-            return Ok(Some(matches!(
+            let ends_epoch = matches!(
                 self.speculate(&head, &blocks, false)?,
                 Speculation::Valid { epoch: after, .. } if after > epoch
-            )));
+            );
+            return Ok(Some(if ends_epoch {
+                Verdict::Valid
+            } else {
+                Verdict::Faulty
+            }));
         }
         let Some(block) = self.store.candidate(&payload)? else {
+            if self.store.block_height(&payload)?.is_some() {
+                return Ok(Some(Verdict::Stale));
+            }
             self.want(payload);
             return Ok(None);
         };
         let header = &block.header;
         if header.parent != parent || header.proposer != leader {
-            return Ok(Some(false));
+            return Ok(Some(Verdict::Faulty));
         }
         if header.timestamp_ms > now_ms.saturating_add(MAX_CLOCK_DRIFT_MS) {
             return Ok(None);
         }
-        let head = self.head();
         let mut blocks = match self.unexecuted_chain(&head, parent)? {
             Chain::Blocks(blocks) => blocks,
             Chain::Missing => return Ok(None),
-            Chain::Fork => return Ok(Some(false)),
+            Chain::Fork => return Ok(Some(Verdict::Stale)),
         };
         blocks.push(block);
         match self.speculate(&head, &blocks, false)? {
             Speculation::Valid { parent_epoch, .. } if parent_epoch != epoch => {
                 warn!(target: "agora::chain", %payload, parent_epoch, epoch, "rejected block from another validator set's epoch");
-                Ok(Some(false))
+                Ok(Some(Verdict::Faulty))
             }
-            Speculation::Valid { .. } => Ok(Some(true)),
+            Speculation::Valid { .. } => Ok(Some(Verdict::Valid)),
             Speculation::Invalid(height, reason) => {
                 warn!(target: "agora::chain", %payload, height, %reason, "rejected proposed block");
-                Ok(Some(false))
+                Ok(Some(Verdict::Faulty))
             }
         }
     }
@@ -1449,7 +1475,7 @@ impl App for Arc<Node> {
         leader: &ed25519::PublicKey,
         now_ms: u64,
         epoch: u64,
-    ) -> Option<bool> {
+    ) -> Option<Verdict> {
         let leader = AccountId(leader.as_ref().try_into().ok()?);
         match self.verify_block(hash_of(&parent), hash_of(&payload), leader, now_ms, epoch) {
             Ok(verdict) => verdict,
@@ -1703,27 +1729,35 @@ mod tests {
             node.verify_block(genesis, hash, leader, 10_000, 0)
                 .expect("verify")
         };
-        assert_eq!(verify(&good, me), Some(true));
+        assert_eq!(verify(&good, me), Some(Verdict::Valid));
         let hash = good.hash();
         assert_eq!(
             node.verify_block(genesis, hash, me, 10_000, 1)
                 .expect("verify"),
-            Some(false),
+            Some(Verdict::Faulty),
             "a block of epoch 0 offered to epoch 1's engine"
         );
         assert_eq!(
             node.verify_block(genesis, genesis, me, 10_000, 0)
                 .expect("verify"),
-            Some(false),
+            Some(Verdict::Faulty),
             "a re-proposal of a block that did not end the epoch"
         );
 
         let mut wrong_root = good.clone();
         wrong_root.header.state_root = Hash([7; 32]);
-        assert_eq!(verify(&wrong_root, me), Some(false), "wrong state root");
+        assert_eq!(
+            verify(&wrong_root, me),
+            Some(Verdict::Faulty),
+            "wrong state root"
+        );
 
         let other = Keypair::from_seed(b"unit-other").account_id();
-        assert_eq!(verify(&good, other), Some(false), "not the leader's block");
+        assert_eq!(
+            verify(&good, other),
+            Some(Verdict::Faulty),
+            "not the leader's block"
+        );
 
         let mut far_future = good.clone();
         far_future.header.timestamp_ms = 10_000 + MAX_CLOCK_DRIFT_MS + 1;

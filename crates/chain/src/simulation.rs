@@ -173,12 +173,23 @@ impl Sim {
 
     /// Starts validator `i`, from `snapshot` when its folder is empty.
     async fn start_from(&mut self, i: usize, snapshot: Option<&crate::sync::StateSnapshot>) {
+        let node = Node::open_from(&self.node_config(i), snapshot).expect("open node");
+        self.start_node(i, node).await;
+    }
+
+    /// Starts validator `i` as a proposer of blocks with wrong state roots; it is left
+    /// out of [`Sim::honest`].
+    async fn start_liar(&mut self, i: usize) {
+        let node = Node::open(&self.node_config(i))
+            .expect("open node")
+            .lying_about_state_roots();
+        self.start_node(i, node).await;
+        self.nodes[i] = None;
+    }
+
+    async fn start_node(&mut self, i: usize, node: Node) {
         let config = self.node_config(i);
-        let node = Arc::new(
-            Node::open_from(&config, snapshot)
-                .expect("open node")
-                .with_inline_apply(),
-        );
+        let node = Arc::new(node.with_inline_apply());
         let consensus_config = consensus::Config {
             signer: node::consensus_key(&config.key),
             partition: format!("simplex-{i}"),
@@ -928,4 +939,100 @@ fn a_validator_offline_across_a_set_change_catches_up_from_the_epoch_end_certifi
             "the rejoined validator never proposed again: {proposers:?}"
         );
     });
+}
+
+#[test]
+fn a_proposer_of_wrong_state_roots_is_refused_and_blocked() {
+    run_seeds("wrong state roots", 13, |mut sim| async move {
+        sim.start_liar(0).await;
+        for i in 1..VALIDATORS {
+            sim.start(i).await;
+        }
+        sim.submit(20);
+        sim.run_until(10, Duration::from_secs(300)).await;
+        sim.check_safety();
+        // None of its blocks made it, and every honest validator blocked it.
+        let reference = sim.nodes[1].as_ref().unwrap();
+        for h in 1..=reference.head().height {
+            let block = reference.stored_block(h).unwrap().block;
+            assert_ne!(
+                block.header.proposer,
+                sim.keys[0].account_id(),
+                "height {h}"
+            );
+        }
+        let blocked = sim.oracle.blocked().await.unwrap();
+        for i in 1..VALIDATORS {
+            assert!(
+                blocked.contains(&(sim.public[i].clone(), sim.public[0].clone())),
+                "validator {i} did not block the liar: {blocked:?}"
+            );
+        }
+    });
+}
+
+/// Starts validator 0 as one of the library's byzantine voters over epoch 0's subchannel.
+async fn start_byzantine_voter(sim: &mut Sim, kind: &str) {
+    let participants = Set::try_from(sim.public[..VALIDATORS].to_vec()).unwrap();
+    let scheme = simplex::scheme::ed25519::Scheme::signer(
+        consensus::NAMESPACE,
+        participants,
+        node::consensus_key(&sim.keys[0]),
+    )
+    .expect("signer");
+    let channels = sim.channels(0).await;
+    let (muxer, mut votes) =
+        Muxer::new(sim.context.child("mux"), channels.votes.0, channels.votes.1);
+    muxer.start();
+    let votes = votes.register(0).await.unwrap();
+    let context = sim.context.child("byzantine");
+    sim.running[0] = Some(match kind {
+        "outdated" => mocks::outdated::Outdated::<_, _, Blake3>::new(
+            context,
+            mocks::outdated::Config {
+                scheme,
+                view_delta: commonware_consensus::types::ViewDelta::new(3),
+            },
+        )
+        .start(votes),
+        "impersonator" => mocks::impersonator::Impersonator::<_, _, Blake3>::new(
+            context,
+            mocks::impersonator::Config { scheme },
+        )
+        .start(votes),
+        _ => mocks::reconfigurer::Reconfigurer::<_, _, Blake3>::new(
+            context,
+            mocks::reconfigurer::Config { scheme },
+        )
+        .start(votes),
+    });
+}
+
+#[test]
+fn replayed_forged_and_wrong_epoch_votes_leave_the_honest_three_unaffected() {
+    for (kind, seed) in [("outdated", 14), ("impersonator", 15), ("reconfigurer", 16)] {
+        run_seed(kind, seed, move |mut sim| async move {
+            start_byzantine_voter(&mut sim, kind).await;
+            for i in 1..VALIDATORS {
+                sim.start(i).await;
+            }
+            sim.submit(20);
+            sim.run_until(10, Duration::from_secs(300)).await;
+            sim.check_safety();
+            let blocked = sim.oracle.blocked().await.unwrap();
+            eprintln!("  {kind}: blocked {}", blocked.len());
+            // Replayed votes of past views are ignored; votes that do not verify, or
+            // are signed for another epoch, get their sender blocked by every validator.
+            let penalized = blocked
+                .iter()
+                .filter(|(_, peer)| *peer == sim.public[0])
+                .count();
+            let expected = if kind == "outdated" {
+                0
+            } else {
+                VALIDATORS - 1
+            };
+            assert_eq!(penalized, expected, "{kind}: {blocked:?}");
+        });
+    }
 }

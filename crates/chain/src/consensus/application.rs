@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 use commonware_p2p::Recipients;
 use futures::channel::mpsc;
 
-use super::{gossip::Outbound, App, Build, Config};
+use super::{gossip::Outbound, App, Build, Config, Verdict};
 
 /// How often a pending verification or an idle proposer looks again.
 const POLL: Duration = Duration::from_millis(5);
@@ -156,14 +156,19 @@ where
         let leader = context.leader;
         let epoch = self.epoch;
         let clock = Arc::clone(&self.context);
+        let outbound = self.outbound.clone();
         self.context.child("verify").spawn(move |_| async move {
             // Keep the request pending while the block is unknown: it may still arrive.
             loop {
                 if sender.is_closed() {
                     return;
                 }
-                if let Some(valid) = app.verify(parent, payload, &leader, now_ms(&*clock), epoch) {
-                    let _ = sender.send(valid);
+                if let Some(verdict) = app.verify(parent, payload, &leader, now_ms(&*clock), epoch)
+                {
+                    if verdict == Verdict::Faulty {
+                        let _ = outbound.unbounded_send(Outbound::Penalize(leader));
+                    }
+                    let _ = sender.send(verdict == Verdict::Valid);
                     return;
                 }
                 clock.sleep(POLL * 10).await;

@@ -22,7 +22,8 @@
 //!   `WANT`s, executes them and so reaches the new set.
 //!
 //! A peer whose message does not decode, or whose block does not match its own
-//! transaction root, is blocked through the network's [`Blocker`].
+//! transaction root, is blocked through the network's [`Blocker`], and so is a leader
+//! whose proposal fails verification (a wrong state root, for one).
 
 use std::{
     collections::HashMap,
@@ -69,6 +70,8 @@ pub(crate) enum Outbound {
     All(Digest),
     /// To some peers (simplex forwarding a certified block to laggards).
     Some(Digest, Vec<PublicKey>),
+    /// Not a block: a leader whose proposal failed verification, to block.
+    Penalize(PublicKey),
 }
 
 /// Why an incoming message was refused; the sender is blocked.
@@ -137,6 +140,11 @@ pub(crate) async fn run<E, S, R, B, A>(
                 let (digest, recipients) = match out {
                     Outbound::All(digest) => (digest, Recipients::All),
                     Outbound::Some(digest, peers) => (digest, Recipients::Some(peers)),
+                    Outbound::Penalize(peer) => {
+                        warn!(target: "agora::chain", %peer, "blocking a leader whose proposal is invalid");
+                        let _ = blocker.block(peer);
+                        continue;
+                    }
                 };
                 if let Some(bytes) = app.ancestry(&digest, 1, usize::MAX).pop() {
                     sender.send(recipients, IoBuf::from(block_message(&bytes)), true);

@@ -90,7 +90,7 @@ pub(crate) trait App: Clone + Send + Sync + 'static {
         leader: &ed25519::PublicKey,
         now_ms: u64,
         epoch: u64,
-    ) -> Option<bool>;
+    ) -> Option<Verdict>;
 
     /// Consensus of validator-set `epoch` finalized `payload` (and with it all its
     /// ancestors), with this encoded finalization `certificate`.
@@ -185,6 +185,19 @@ pub(crate) struct Channels<S, R> {
 
 /// The channel numbers on the wire, in [`Channels`] order.
 pub(crate) const CHANNELS: [u64; 4] = [0, 1, 2, 3];
+
+/// The outcome of [`App::verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Vote for it.
+    Valid,
+    /// Refuse it, the leader's fault: a wrong parent, proposer, epoch, state root or
+    /// transaction. No honest leader proposes one; it is blocked.
+    Faulty,
+    /// Refuse it without blame: it is off the chain this node executed (this node may
+    /// already be past it).
+    Stale,
+}
 
 /// The outcome of [`App::build`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
