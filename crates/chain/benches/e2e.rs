@@ -93,6 +93,13 @@ fn in_process_rate(genesis: &agora_types::Genesis, txs: &[Vec<SignedTx>], block_
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // RUST_LOG=agora::chain=debug shows each node's blocks as they are built and executed.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let n_txs = env_usize("AGORA_BENCH_TXS", 4_000);
     let n_accounts = env_usize("AGORA_BENCH_ACCOUNTS", 16).max(1);
     let n_validators = env_usize("AGORA_BENCH_VALIDATORS", 1).max(1);
@@ -163,9 +170,12 @@ async fn main() {
         }
     }
     let client = clients[0].clone();
-    // Validators are up once the first block is finalized.
-    while client.head().await.map(|h| h.height).unwrap_or(0) < 1 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Steady state: every validator connected and executing blocks (the first views of a
+    // network still dialling its peers can time out, which is start-up, not finality).
+    for client in &clients {
+        while client.head().await.map(|h| h.height).unwrap_or(0) < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     // Record when each transaction is seen executed, from the event stream.

@@ -978,6 +978,10 @@ impl Node {
         while cursor != head.hash {
             let Some(block) = self.store.candidate(&cursor)? else {
                 if self.store.block_height(&cursor)?.is_some() {
+                    // Executed since `head` was read: look again with the new head.
+                    if self.head().height != head.height {
+                        return Ok(Chain::Moved);
+                    }
                     // An executed block other than the head: a branch off the finalized chain.
                     return Ok(Chain::Fork);
                 }
@@ -1074,8 +1078,11 @@ impl Node {
         // Headers commit to the parent's post-state. When consensus builds on a
         // block not executed yet (finalized or only notarized), execute the
         // missing ancestors speculatively on top of the executed state.
-        let Chain::Blocks(ancestors) = self.unexecuted_chain(&head, parent)? else {
-            return Ok(Build::Failed);
+        let ancestors = match self.unexecuted_chain(&head, parent)? {
+            Chain::Blocks(ancestors) => ancestors,
+            // Asked for from peers: build once it arrives, rather than lose the view.
+            Chain::Missing | Chain::Moved => return Ok(Build::Wait),
+            Chain::Fork => return Ok(Build::Failed),
         };
         if !ancestors.is_empty() && !speculate {
             return Ok(Build::Wait);
@@ -1140,7 +1147,7 @@ impl Node {
         if payload == parent {
             let blocks = match self.unexecuted_chain(&head, parent)? {
                 Chain::Blocks(blocks) => blocks,
-                Chain::Missing => return Ok(None),
+                Chain::Missing | Chain::Moved => return Ok(None),
                 Chain::Fork => return Ok(Some(Verdict::Stale)),
             };
             let ends_epoch = matches!(
@@ -1169,7 +1176,7 @@ impl Node {
         }
         let mut blocks = match self.unexecuted_chain(&head, parent)? {
             Chain::Blocks(blocks) => blocks,
-            Chain::Missing => return Ok(None),
+            Chain::Missing | Chain::Moved => return Ok(None),
             Chain::Fork => return Ok(Some(Verdict::Stale)),
         };
         blocks.push(block);
@@ -1201,7 +1208,7 @@ impl Node {
                 }
                 Ok(true)
             }
-            Chain::Missing => Ok(false),
+            Chain::Missing | Chain::Moved => Ok(false),
             Chain::Fork => Err(Error::Fatal(format!(
                 "finalized block {target} does not extend the executed head"
             ))),
@@ -1410,6 +1417,8 @@ enum Chain {
     Missing,
     /// The block does not descend from the executed head.
     Fork,
+    /// The executed head moved while the chain was read; read it again.
+    Moved,
 }
 
 /// The outcome of executing blocks speculatively.

@@ -27,7 +27,7 @@ use super::{gossip::Outbound, App, Build, Config, Verdict};
 /// How often a pending verification or an idle proposer looks again.
 const POLL: Duration = Duration::from_millis(5);
 /// How long a proposer waits for its parent's execution before speculating.
-const PATIENCE: Duration = Duration::from_millis(500);
+const PATIENCE: Duration = Duration::from_millis(50);
 
 /// Simplex's automaton, relay and reporter, backed by the node's [`App`].
 pub(crate) struct Application<E, A> {

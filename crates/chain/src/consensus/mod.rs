@@ -204,7 +204,7 @@ pub(crate) enum Verdict {
 pub(crate) enum Build {
     /// The block is stored; propose this digest.
     Built(Digest),
-    /// The parent is being executed; ask again shortly.
+    /// The parent is being executed, or is on its way from a peer; ask again shortly.
     Wait,
     /// No block can be built on this parent.
     Failed,
