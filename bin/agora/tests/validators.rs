@@ -220,6 +220,18 @@ impl Drop for Cluster {
     }
 }
 
+/// RPC and p2p addresses on loopback for `n` nodes.
+fn loopback_addresses(n: usize) -> (Vec<String>, Vec<String>) {
+    (0..n)
+        .map(|_| {
+            (
+                format!("127.0.0.1:{}", free_port()),
+                format!("127.0.0.1:{}", free_port()),
+            )
+        })
+        .unzip()
+}
+
 /// A follower process, killed on drop.
 struct FollowerProcess(Child);
 
@@ -296,14 +308,7 @@ async fn four_validators_survive_a_kill_and_a_cut_link_and_agree_on_every_block(
             eprintln!(
                 "no network namespaces here: loopback, and SIGSTOP for the cut-off validator"
             );
-            (0..VALIDATORS)
-                .map(|_| {
-                    (
-                        format!("127.0.0.1:{}", free_port()),
-                        format!("127.0.0.1:{}", free_port()),
-                    )
-                })
-                .unzip()
+            loopback_addresses(VALIDATORS)
         }
     };
     let mut cluster = Cluster {
@@ -452,14 +457,7 @@ async fn a_registered_validator_replaces_one_that_left_at_the_epoch_boundary() {
         .account_id();
     keys.push(joiner_key.clone());
     accounts.push(joiner_account.to_string());
-    let (rpc, p2p): (Vec<String>, Vec<String>) = (0..=VALIDATORS)
-        .map(|_| {
-            (
-                format!("127.0.0.1:{}", free_port()),
-                format!("127.0.0.1:{}", free_port()),
-            )
-        })
-        .unzip();
+    let (rpc, p2p) = loopback_addresses(VALIDATORS + 1);
     let mut cluster = Cluster {
         dir: dir.path().to_path_buf(),
         genesis: genesis_dir.join("genesis.json"),

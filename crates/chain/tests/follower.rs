@@ -2,107 +2,36 @@
 //! same blocks to the same state roots, passes transactions on, serves queries with proofs,
 //! and does not move for a followed node that forges certificates or blocks.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::time::Duration;
 
-use agora_chain::{genesis, Config};
 use agora_rpc::{wire, Client};
-use agora_types::{ChainId, Genesis, Keypair, SignedTx, TxBody};
+use agora_types::{Keypair, SignedTx, TxBody};
 use axum::{body::Bytes, extract::Path as UrlPath, routing::get, Router};
-use tokio::{sync::oneshot, task::JoinHandle};
 
-const FEE: u128 = 1_000_000;
+use super::node::{alice, chain_id, validator, TestNode, FEE};
+
 const WAIT: Duration = Duration::from_secs(30);
-
-fn chain_id() -> ChainId {
-    ChainId::new("agora-follow").expect("chain id")
-}
-
-fn validator() -> Keypair {
-    Keypair::from_seed(b"follow-validator")
-}
-
-fn alice() -> Keypair {
-    Keypair::from_seed(b"follow-alice")
-}
-
-fn test_genesis() -> Genesis {
-    genesis::dev(
-        &chain_id(),
-        1_767_225_600_000,
-        validator().account_id(),
-        &[alice().account_id()],
-    )
-}
-
-struct Running {
-    client: Client,
-    url: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), agora_chain::Error>>,
-}
-
-impl Running {
-    async fn start(dir: &Path, key: Keypair, follow: Option<String>) -> Running {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr: SocketAddr = listener.local_addr().expect("addr");
-        let mut config = Config::new(dir.to_path_buf(), test_genesis(), key, addr);
-        config.min_block_interval = Duration::from_millis(20);
-        config.max_idle_interval = Duration::from_millis(200);
-        config.follow = follow;
-        let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(agora_chain::run_with_listener(
-            config,
-            listener,
-            async move {
-                let _ = signal.await;
-            },
-        ));
-        let url = format!("http://{addr}");
-        Running {
-            client: Client::new(&url).expect("client"),
-            url,
-            shutdown: Some(shutdown),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        let result = tokio::time::timeout(WAIT, &mut self.task)
-            .await
-            .expect("stops in time")
-            .expect("task");
-        result.expect("node ran cleanly");
-    }
-}
 
 async fn height(client: &Client) -> u64 {
     client.head().await.map(|head| head.height).unwrap_or(0)
 }
 
-async fn wait_height(client: &Client, target: u64) {
-    let start = std::time::Instant::now();
-    while height(client).await < target {
-        assert!(start.elapsed() < WAIT, "no height {target}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// A node following the node at `url`, with a key of its own.
+async fn follower(dir: &std::path::Path, url: &str) -> TestNode {
+    TestNode::start_with(
+        dir,
+        Keypair::from_seed(b"follow-node"),
+        Some(url.to_owned()),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_executes_the_validators_blocks_and_passes_transactions_on() {
     let (vdir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let validator = Running::start(vdir.path(), validator(), None).await;
-    wait_height(&validator.client, 3).await;
-    let follower = Running::start(
-        fdir.path(),
-        Keypair::from_seed(b"follow-node"),
-        Some(validator.url.clone()),
-    )
-    .await;
+    let validator = TestNode::start_with(vdir.path(), validator(), None).await;
+    validator.wait_height(3).await;
+    let follower = follower(fdir.path(), validator.client.url()).await;
 
     // Transactions sent to the follower reach the validator's blocks.
     let bob = Keypair::from_seed(b"follow-bob").account_id();
@@ -137,7 +66,7 @@ async fn a_follower_executes_the_validators_blocks_and_passes_transactions_on() 
     assert!(refused.rpc().is_some(), "{refused}");
 
     let top = height(&validator.client).await;
-    wait_height(&follower.client, top).await;
+    follower.wait_height(top).await;
     for h in 1..=top {
         let ours = validator.client.block(Some(h)).await.unwrap().unwrap();
         let theirs = follower.client.block(Some(h)).await.unwrap().unwrap();
@@ -188,8 +117,8 @@ async fn lying_upstream(real: String, corrupt: fn(&str, Vec<u8>) -> Vec<u8>) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_does_not_move_for_forged_certificates_or_blocks() {
     let vdir = tempfile::tempdir().unwrap();
-    let validator = Running::start(vdir.path(), validator(), None).await;
-    wait_height(&validator.client, 5).await;
+    let validator = TestNode::start_with(vdir.path(), validator(), None).await;
+    validator.wait_height(5).await;
     // The last byte of a finality is in its certificate's signatures.
     let forged_certificate: fn(&str, Vec<u8>) -> Vec<u8> = |path, mut bytes| {
         if path.starts_with("sync/finality") {
@@ -219,13 +148,8 @@ async fn a_follower_does_not_move_for_forged_certificates_or_blocks() {
         ("blocks", forged_blocks),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let upstream = lying_upstream(validator.url.clone(), corrupt).await;
-        let follower = Running::start(
-            dir.path(),
-            Keypair::from_seed(b"follow-node"),
-            Some(upstream),
-        )
-        .await;
+        let upstream = lying_upstream(validator.client.url().to_owned(), corrupt).await;
+        let follower = follower(dir.path(), &upstream).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(height(&validator.client).await > 5);
         let followed = height(&follower.client).await;

@@ -12,24 +12,25 @@ use agora_types::{
 use futures::StreamExt;
 use tokio::{sync::oneshot, task::JoinHandle};
 
-const FEE: u128 = 1_000_000;
+pub(crate) const FEE: u128 = 1_000_000;
 const WAIT: Duration = Duration::from_secs(20);
 
-struct TestNode {
-    client: Client,
+/// A node running in this process on a loopback port.
+pub(crate) struct TestNode {
+    pub(crate) client: Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), agora_chain::Error>>,
 }
 
-fn chain_id() -> ChainId {
+pub(crate) fn chain_id() -> ChainId {
     ChainId::new("agora-test").expect("valid chain id")
 }
 
-fn validator() -> Keypair {
+pub(crate) fn validator() -> Keypair {
     Keypair::from_seed(b"validator")
 }
 
-fn alice() -> Keypair {
+pub(crate) fn alice() -> Keypair {
     Keypair::from_seed(b"alice")
 }
 
@@ -48,13 +49,19 @@ fn test_genesis() -> Genesis {
 
 impl TestNode {
     async fn start(dir: &Path) -> TestNode {
+        Self::start_with(dir, validator(), None).await
+    }
+
+    /// A node with `key`, following the node at `follow` when given.
+    pub(crate) async fn start_with(dir: &Path, key: Keypair, follow: Option<String>) -> TestNode {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
         let addr: SocketAddr = listener.local_addr().expect("local addr");
-        let mut config = Config::new(dir.to_path_buf(), test_genesis(), validator(), addr);
+        let mut config = Config::new(dir.to_path_buf(), test_genesis(), key, addr);
         config.min_block_interval = Duration::from_millis(20);
         config.max_idle_interval = Duration::from_millis(200);
+        config.follow = follow;
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(agora_chain::run_with_listener(
             config,
@@ -71,7 +78,7 @@ impl TestNode {
         }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -82,7 +89,7 @@ impl TestNode {
         result.expect("node stops cleanly");
     }
 
-    async fn wait_height(&self, height: u64) -> wire::Head {
+    pub(crate) async fn wait_height(&self, height: u64) -> wire::Head {
         let start = std::time::Instant::now();
         loop {
             let head = self.client.head().await.expect("head");
