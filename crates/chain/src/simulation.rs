@@ -1011,7 +1011,7 @@ async fn start_byzantine_voter(sim: &mut Sim, kind: &str) {
 #[test]
 fn replayed_forged_and_wrong_epoch_votes_leave_the_honest_three_unaffected() {
     for (kind, seed) in [("outdated", 14), ("impersonator", 15), ("reconfigurer", 16)] {
-        run_seed(kind, seed, move |mut sim| async move {
+        run_seeds(kind, seed, move |mut sim| async move {
             start_byzantine_voter(&mut sim, kind).await;
             for i in 1..VALIDATORS {
                 sim.start(i).await;
