@@ -92,6 +92,11 @@ pub(crate) fn consensus_key(key: &Keypair) -> ed25519::PrivateKey {
         .expect("invariant: 32 bytes decode as an ed25519 private key")
 }
 
+/// The consensus key of an account: the same ed25519 key (`None` if the bytes are not one).
+pub(crate) fn account_key(account: &AccountId) -> Option<ed25519::PublicKey> {
+    ed25519::PublicKey::decode(account.0.to_vec()).ok()
+}
+
 /// The validator-set epoch of a state.
 fn set_epoch(state: &dyn agora_ledger::Storage) -> Result<u64, Error> {
     agora_ledger::query::validator_set(state)
@@ -901,7 +906,7 @@ impl Node {
                 .members
                 .iter()
                 .filter_map(|member| {
-                    let key = ed25519::PublicKey::decode(member.account.0.to_vec()).ok()?;
+                    let key = account_key(&member.account)?;
                     Some((key, member.p2p.as_ref().map(|p2p| p2p.as_str().to_owned())))
                 })
                 .collect(),

@@ -11,7 +11,6 @@
 use std::{collections::HashMap, net::SocketAddr, num::NonZeroU32, time::Duration};
 
 use agora_types::AccountId;
-use commonware_codec::DecodeExt as _;
 use commonware_cryptography::{ed25519, ChaCha20Poly1305, Signer as _};
 use commonware_p2p::{
     authenticated::lookup::{self, Network, Oracle, Receiver, Sender},
@@ -95,8 +94,7 @@ where
     let mut known = HashMap::from([(me.clone(), config.listen)]);
     let mut peers = vec![(me.clone(), Address::Symmetric(config.listen))];
     for (account, addr) in &config.peers {
-        let key =
-            ed25519::PublicKey::decode(account.0.to_vec()).map_err(|_| Error::BadPeer(*account))?;
+        let key = crate::node::account_key(account).ok_or(Error::BadPeer(*account))?;
         if key != me {
             known.insert(key.clone(), *addr);
             peers.push((key, Address::Symmetric(*addr)));

@@ -90,10 +90,7 @@ impl Sim {
         );
         let public: Vec<ed25519::PublicKey> = keys
             .iter()
-            .map(|key| {
-                use commonware_codec::DecodeExt as _;
-                ed25519::PublicKey::decode(key.account_id().0.to_vec()).expect("ed25519 key")
-            })
+            .map(|key| node::account_key(&key.account_id()).expect("ed25519 key"))
             .collect();
         let (network, oracle) = Network::new_with_peers(
             context.child("network"),

@@ -134,6 +134,19 @@ pub(crate) struct EpochSet {
     pub(crate) members: Vec<(ed25519::PublicKey, Option<String>)>,
 }
 
+impl EpochSet {
+    /// The members' keys as simplex participants (`None` if a key appears twice).
+    fn participants(&self) -> Option<Set<ed25519::PublicKey>> {
+        let keys: Vec<_> = self.members.iter().map(|(key, _)| key.clone()).collect();
+        Set::try_from(keys).ok()
+    }
+
+    /// Whether `key` is a member.
+    fn contains(&self, key: &ed25519::PublicKey) -> bool {
+        self.members.iter().any(|(member, _)| member == key)
+    }
+}
+
 /// Where the network learns which peers to connect to at each epoch.
 pub(crate) trait PeerSets: Send + 'static {
     /// Tracks `set`'s members from now on.
@@ -246,8 +259,7 @@ pub(crate) fn check_finalization(
     use commonware_consensus::Epochable as _;
     use commonware_cryptography::certificate::Verifier as _;
 
-    let keys: Vec<ed25519::PublicKey> = set.members.iter().map(|(key, _)| key.clone()).collect();
-    let scheme = simplex::scheme::ed25519::Scheme::verifier(NAMESPACE, Set::try_from(keys).ok()?);
+    let scheme = simplex::scheme::ed25519::Scheme::verifier(NAMESPACE, set.participants()?);
     let finalization =
         simplex::types::Finalization::<simplex::scheme::ed25519::Scheme, Digest>::decode_cfg(
             commonware_codec::Copying(certificate),
@@ -286,7 +298,7 @@ where
         return Err(Error::InvalidValidators);
     };
     let me = config.signer.public_key();
-    if !set.members.iter().any(|(key, _)| *key == me) {
+    if !set.contains(&me) {
         return Err(Error::NotValidator);
     }
     let (outbound, outbound_rx) = futures::channel::mpsc::unbounded();
@@ -315,7 +327,7 @@ where
             };
             peers.track(&set);
             let epoch = set.epoch;
-            if !set.members.iter().any(|(key, _)| *key == me) {
+            if !set.contains(&me) {
                 info!(target: "agora::chain", epoch, "not in the validator set of this epoch: consensus stops here");
                 return;
             }
@@ -391,10 +403,11 @@ where
     A: App,
     B: Blocker<PublicKey = ed25519::PublicKey>,
 {
-    let keys: Vec<ed25519::PublicKey> = set.members.iter().map(|(key, _)| key.clone()).collect();
-    let participants = Set::try_from(keys).ok()?;
-    let scheme =
-        simplex::scheme::ed25519::Scheme::signer(NAMESPACE, participants, config.signer.clone())?;
+    let scheme = simplex::scheme::ed25519::Scheme::signer(
+        NAMESPACE,
+        set.participants()?,
+        config.signer.clone(),
+    )?;
     let application = Application::new(
         context.child("application"),
         config.clone(),
