@@ -188,19 +188,42 @@ pub fn sample(logits: &[f32], params: &SamplingParams, position: u64) -> Option<
     kept.last().map(|c| c.token)
 }
 
-/// Natural-log softmax of `logits`.
-pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+/// The log of the softmax's normalizer (`log Σ exp(l)`) and the entropy in nats of the
+/// distribution, in one pass with no copy of the vocabulary: the log-probability of token `t`
+/// is `logits[t] - log_z`.
+pub fn log_z_and_entropy(logits: &[f32]) -> (f32, f32) {
     let max = logits
         .iter()
         .copied()
         .filter(|l| l.is_finite())
         .fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits
-        .iter()
-        .map(|&l| f64::from(l - max).exp())
-        .sum::<f64>();
-    let log_sum = sum.ln() as f32;
-    logits.iter().map(|&l| l - max - log_sum).collect()
+    // Eight independent lanes, so the loop vectorizes: Σ e and Σ e·(l − max), e = exp(l − max).
+    const LANES: usize = 8;
+    let (mut z, mut s) = ([0f32; LANES], [0f32; LANES]);
+    let chunks = logits.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for lane in 0..LANES {
+            let d = chunk[lane] - max;
+            let e = d.exp();
+            z[lane] += e;
+            s[lane] += e * d;
+        }
+    }
+    for &l in rest {
+        let d = l - max;
+        let e = d.exp();
+        z[0] += e;
+        s[0] += e * d;
+    }
+    let (z, s): (f32, f32) = (z.iter().sum(), s.iter().sum());
+    (max + z.ln(), z.ln() - s / z)
+}
+
+/// Natural-log softmax of `logits`.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let (log_z, _) = log_z_and_entropy(logits);
+    logits.iter().map(|&l| l - log_z).collect()
 }
 
 /// The `n` highest-logit token ids, highest first, ties by id.
@@ -285,6 +308,27 @@ mod tests {
             .count();
         // Expected 3000 of 4000; 5 standard deviations is about 137.
         assert!((2863..=3137).contains(&ones), "{ones}");
+    }
+
+    #[test]
+    fn one_pass_entropy_matches_the_definition() {
+        let logits: Vec<f32> = (0..1000)
+            .map(|i| ((i * 37) % 101) as f32 / 7.0 - 5.0)
+            .collect();
+        let lp = log_softmax(&logits);
+        let entropy: f64 = -lp
+            .iter()
+            .map(|&l| f64::from(l).exp() * f64::from(l))
+            .sum::<f64>();
+        let (log_z, one_pass) = log_z_and_entropy(&logits);
+        assert!(
+            (f64::from(one_pass) - entropy).abs() < 1e-3,
+            "{one_pass} vs {entropy}"
+        );
+        assert!((logits[3] - log_z - lp[3]).abs() < 1e-5);
+        // A certain token: entropy 0, log-probability 0.
+        let (log_z, entropy) = log_z_and_entropy(&[0.0, 200.0, -50.0]);
+        assert!((200.0 - log_z).abs() < 1e-5 && entropy.abs() < 1e-5);
     }
 
     #[test]

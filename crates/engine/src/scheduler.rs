@@ -404,40 +404,35 @@ fn token_piece(model: &LlamaModel, token: u32) -> Vec<u8> {
 }
 
 fn token_logprob(logits: &[f32], token: u32, top: usize) -> TokenLogprob {
-    let logprobs = sampling::log_softmax(logits);
+    let (log_z, _) = sampling::log_z_and_entropy(logits);
     TokenLogprob {
-        logprob: logprobs[token as usize],
-        top: top_tokens(logits, &logprobs, top),
+        logprob: logits[token as usize] - log_z,
+        top: top_tokens(logits, log_z, top),
     }
 }
 
 /// The `n` highest-logit tokens with their logits and log-probabilities.
-fn top_tokens(logits: &[f32], logprobs: &[f32], n: usize) -> Vec<TopToken> {
+fn top_tokens(logits: &[f32], log_z: f32, n: usize) -> Vec<TopToken> {
     sampling::top_n(logits, n)
         .into_iter()
         .map(|t| TopToken {
             token: t,
             logit: logits[t as usize],
-            logprob: logprobs[t as usize],
+            logprob: logits[t as usize] - log_z,
         })
         .collect()
 }
 
 fn score_position(logits: &[f32], token: u32, top_k: usize) -> PositionScore {
-    let logprobs = sampling::log_softmax(logits);
-    let entropy = -logprobs
-        .iter()
-        .map(|&lp| f64::from(lp.exp()) * f64::from(lp))
-        .filter(|v| v.is_finite())
-        .sum::<f64>();
+    let (log_z, entropy) = sampling::log_z_and_entropy(logits);
     let max_logit = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     PositionScore {
         token,
         logit: logits[token as usize],
-        logprob: logprobs[token as usize],
+        logprob: logits[token as usize] - log_z,
         max_logit,
-        entropy: entropy as f32,
-        top: top_tokens(logits, &logprobs, top_k),
+        entropy,
+        top: top_tokens(logits, log_z, top_k),
     }
 }
 
