@@ -117,6 +117,7 @@ async fn transcript(http: &reqwest::Client, gateway: &str, id: &str) -> Transcri
         receipt: receipt.to_verified().unwrap(),
         request: t["request"].as_str().unwrap().as_bytes().to_vec(),
         output_tokens: serde_json::from_value(t["output_tokens"].clone()).unwrap(),
+        output_logits: serde_json::from_value(t["output_logits"].clone()).unwrap(),
         output_text: t["output_text"].as_str().unwrap().to_owned(),
     }
 }
@@ -150,9 +151,12 @@ async fn every_cheater_is_caught_and_no_honest_answer_is_flagged() {
     let http = reqwest::Client::new();
     let thresholds = Thresholds::default();
     let mut wrong = false;
-    let mut table = vec![format!("{:<28} {:>5} {:>8}", "provider", "jobs", "flagged")];
+    let mut table = vec![format!(
+        "{:<28} {:>5} {:>8} {:>10}",
+        "provider", "jobs", "flagged", "by logits"
+    )];
     for ((label, _), provider) in behaviours.iter().zip(&network.providers) {
-        let mut flagged = 0;
+        let (mut flagged, mut by_logits) = (0, 0);
         let jobs = if *label == "honest" {
             honest_jobs
         } else {
@@ -165,6 +169,14 @@ async fn every_cheater_is_caught_and_no_honest_answer_is_flagged() {
             let check = check_transcript(&engine, cid, &transcript, &thresholds)
                 .await
                 .unwrap();
+            // The commitment test alone: the committed logits against the verifier's.
+            if check
+                .verdict
+                .logit_drift
+                .is_some_and(|d| d > check.verdict.max_logit_drift)
+            {
+                by_logits += 1;
+            }
             if check.fraud() {
                 flagged += 1;
                 eprintln!("{label} job {i}: {}", check.reason());
@@ -175,15 +187,21 @@ async fn every_cheater_is_caught_and_no_honest_answer_is_flagged() {
                 );
             }
         }
-        table.push(format!("{label:<28} {jobs:>5} {flagged:>8}"));
+        table.push(format!(
+            "{label:<28} {jobs:>5} {flagged:>8} {by_logits:>10}"
+        ));
         let expected = if *label == "honest" { 0 } else { jobs };
         wrong |= flagged != expected;
+        // Another model's numbers are caught by the logits they commit to, even where its
+        // tokens are the governed model's own.
+        let other_model = matches!(*label, "requantized to Q2_K" | "another model");
+        wrong |= other_model && by_logits != jobs;
     }
     let table = table.join("\n");
     eprintln!("{table}");
     assert!(
         !wrong,
-        "every cheat must be flagged and no honest job:\n{table}"
+        "every cheat must be flagged, another model's by its logits, and no honest job:\n{table}"
     );
 }
 

@@ -72,8 +72,9 @@ pub struct ChatCompletionRequest {
 /// Agora's extension of a chat request (gateway to provider).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct AgoraRequest {
-    /// Report each output token's id (`agora.tokens` in stream chunks and completions), so
-    /// that the answer can be continued elsewhere and checked by token.
+    /// Report each output token's id and raw logit (`agora.tokens` and `agora.logits` in
+    /// stream chunks and completions), so that the answer can be continued elsewhere and
+    /// checked by token.
     #[serde(default)]
     pub token_ids: bool,
     /// Continue an answer another provider began and did not finish.
@@ -96,6 +97,10 @@ pub struct AgoraResponse {
     /// Output token ids (this chunk's, or the whole answer's), when asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<u32>,
+    /// The raw logit the model gave each of `tokens`, in thousandths: the receipt's
+    /// `response_hash` commits to them, and a verifier compares them with its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logits: Vec<i32>,
     /// The provider's signed receipt, in the last chunk or the completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<ReceiptJson>,

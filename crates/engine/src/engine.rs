@@ -165,6 +165,15 @@ pub enum Event {
     Failed(String),
 }
 
+/// A finished answer: its tokens and the raw logit the model gave each.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Answer {
+    /// Output token ids.
+    pub tokens: Vec<u32>,
+    /// The raw logit of each token where it was chosen.
+    pub logits: Vec<f32>,
+}
+
 /// A running generation: a stream of [`Event`]s ending in `Done` or `Failed`.
 pub type Generation = async_mpsc::UnboundedReceiver<Event>;
 
@@ -437,13 +446,26 @@ impl Engine {
     /// Runs a generation to its end and returns its token ids (for callers that do not
     /// stream: benchmarks, calibration, tests).
     pub async fn generate_tokens(&self, request: GenerateRequest) -> Result<Vec<u32>, Error> {
+        Ok(self.generate_answer(request).await?.tokens)
+    }
+
+    /// Runs a generation to its end and returns its tokens with the raw logit of each, as a
+    /// provider commits to them.
+    pub async fn generate_answer(&self, request: GenerateRequest) -> Result<Answer, Error> {
         use futures::StreamExt as _;
         let mut generation = self.generate(request)?;
-        let mut tokens = Vec::new();
+        let mut answer = Answer::default();
         while let Some(event) = generation.next().await {
             match event {
-                Event::Token { id, .. } => tokens.push(id),
-                Event::Done(_) => return Ok(tokens),
+                Event::Token {
+                    id,
+                    logits: (logit, _),
+                    ..
+                } => {
+                    answer.tokens.push(id);
+                    answer.logits.push(logit);
+                }
+                Event::Done(_) => return Ok(answer),
                 Event::Failed(reason) => return Err(Error::Decode(reason)),
             }
         }

@@ -26,8 +26,8 @@ mod scheduler;
 pub mod template;
 
 pub use engine::{
-    Continuation, Engine, EngineConfig, Event, Finish, FinishReason, GenerateRequest, Generation,
-    ModelInfo, PositionScore, StatsSnapshot, TokenLogprob, TopToken,
+    Answer, Continuation, Engine, EngineConfig, Event, Finish, FinishReason, GenerateRequest,
+    Generation, ModelInfo, PositionScore, StatsSnapshot, TokenLogprob, TopToken,
 };
 pub use error::Error;
 pub use sampling::SamplingParams;

@@ -427,6 +427,8 @@ impl Driver {
     async fn run(self) -> Amount {
         let mut summary = Summary::default();
         let mut tokens: Vec<u32> = Vec::new();
+        // The raw logits the providers committed to, one per token (thousandths).
+        let mut logits: Vec<i32> = Vec::new();
         let mut emitted = 0usize;
         let mut started = false;
         let mut last_error = String::from("no provider was tried");
@@ -456,7 +458,8 @@ impl Driver {
                 self.gateway.metrics.failover(started);
             }
             let body = self.body(&tokens, emitted, summary.seed);
-            let (tokens_at, text_at) = (tokens.len(), summary.content.len());
+            let (tokens_at, logits_at, text_at) =
+                (tokens.len(), logits.len(), summary.content.len());
             let (outcome, receipt) = self
                 .attempt(
                     provider,
@@ -464,6 +467,7 @@ impl Driver {
                     &body,
                     &mut summary,
                     &mut tokens,
+                    &mut logits,
                     &mut emitted,
                     &mut started,
                 )
@@ -484,6 +488,7 @@ impl Driver {
                     endpoint: provider.endpoint.clone(),
                     request: body.to_string(),
                     output_tokens: tokens[tokens_at..].to_vec(),
+                    output_logits: logits[logits_at..].to_vec(),
                     output_text: summary.content[text_at..].to_owned(),
                 };
                 crate::verification::offer(&self.gateway, &stored);
@@ -552,6 +557,7 @@ impl Driver {
         body: &Value,
         summary: &mut Summary,
         tokens: &mut Vec<u32>,
+        logits: &mut Vec<i32>,
         emitted: &mut usize,
         started: &mut bool,
     ) -> (Attempt, Option<ReceiptJson>) {
@@ -730,6 +736,17 @@ impl Driver {
                 }
                 new_tokens += ids.len() as u32;
                 tokens.extend(ids);
+            }
+            if let Some(values) = agora
+                .as_ref()
+                .and_then(|a| a.get("logits"))
+                .and_then(|t| t.as_array())
+            {
+                logits.extend(
+                    values
+                        .iter()
+                        .filter_map(|v| v.as_i64().and_then(|v| i32::try_from(v).ok())),
+                );
             }
             let text = choice["delta"]["content"].as_str().unwrap_or("").to_owned();
             // A continuing provider opens with a role chunk; the client already had one.

@@ -676,6 +676,7 @@ pub(crate) fn receipt_body(stored: &StoredReceipt, inclusion: Option<Value>) -> 
         "transcript": {
             "request": stored.request,
             "output_tokens": stored.output_tokens,
+            "output_logits": stored.output_logits,
             "output_text": stored.output_text,
         },
         "inclusion": inclusion,
@@ -708,7 +709,11 @@ fn transcript_matches(stored: &StoredReceipt) -> Result<(), String> {
     if Hash::of(stored.request.as_bytes()) != receipt.request_hash {
         return Err("the request does not hash to request_hash".into());
     }
-    let response = agora_types::receipt::response_hash(&stored.output_tokens, &stored.output_text);
+    let response = agora_types::receipt::response_hash(
+        &stored.output_tokens,
+        &stored.output_logits,
+        &stored.output_text,
+    );
     if response != receipt.response_hash {
         return Err("the output does not hash to response_hash".into());
     }

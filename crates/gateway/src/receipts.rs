@@ -25,6 +25,10 @@ pub struct StoredReceipt {
     pub request: String,
     /// Output token ids.
     pub output_tokens: Vec<u32>,
+    /// The raw logit of each output token, in thousandths, as the provider committed to them
+    /// (absent from receipts kept before logits were committed).
+    #[serde(default)]
+    pub output_logits: Vec<i32>,
     /// Output text.
     pub output_text: String,
 }

@@ -117,6 +117,7 @@ pub(crate) fn offer(gateway: &Arc<Gateway>, stored: &StoredReceipt) {
                     receipt: signed,
                     request: stored.request.into_bytes(),
                     output_tokens: stored.output_tokens,
+                    output_logits: stored.output_logits,
                     output_text: stored.output_text,
                 }
                 .to_bytes();

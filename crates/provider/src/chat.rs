@@ -7,7 +7,7 @@ use agora_api::{
     ChoiceLogprobs, ChunkChoice, Delta, ResponseMessage, TopLogprob, Usage,
 };
 use agora_engine::{Event, Finish, FinishReason, GenerateRequest};
-use agora_types::Hash;
+use agora_types::{receipt::logit_milli, Hash};
 use axum::{
     body::{Body, Bytes},
     extract::State,
@@ -65,12 +65,13 @@ impl Billing {
         prepared: &Prepared,
         finish: &Finish,
         tokens: &[u32],
+        logits: &[i32],
         text: &str,
     ) -> agora_api::ReceiptJson {
         let sampling = &prepared.request.sampling;
         let served = payments::Served {
             request_hash: prepared.request_hash,
-            response_hash: agora_types::receipt::response_hash(tokens, text),
+            response_hash: agora_types::receipt::response_hash(tokens, logits, text),
             model: prepared.model.cid,
             prompt_tokens: finish.prompt_tokens,
             completion_tokens: finish.completion_tokens,
@@ -267,7 +268,7 @@ async fn collect_response(
 ) -> Result<Response, ApiError> {
     let model = &prepared.model;
     let mut content = String::new();
-    let mut tokens = Vec::new();
+    let (mut tokens, mut logits) = (Vec::new(), Vec::new());
     let mut logprobs = prepared.request.logprobs.map(|_| ChoiceLogprobs::default());
     let mut first_token_at = None;
     while let Some(event) = generation.next().await {
@@ -276,7 +277,7 @@ async fn collect_response(
                 id: token,
                 text,
                 logprob,
-                ..
+                logits: (logit, _),
             } => {
                 if first_token_at.is_none() {
                     first_token_at = Some(Instant::now());
@@ -284,6 +285,7 @@ async fn collect_response(
                 }
                 content.push_str(&text);
                 tokens.push(token);
+                logits.push(logit_milli(logit));
                 if let (Some(list), Some(lp)) = (logprobs.as_mut(), logprob.as_ref()) {
                     list.content.push(to_api_logprob(model, token, lp));
                 }
@@ -295,14 +297,15 @@ async fn collect_response(
                         .metrics
                         .decode(finish.completion_tokens.saturating_sub(1), at.elapsed());
                 }
-                let receipt = billing.map(|b| b.settle(&prepared, &finish, &tokens, &content));
+                let receipt =
+                    billing.map(|b| b.settle(&prepared, &finish, &tokens, &logits, &content));
                 let receipt_id = receipt.as_ref().map(|r| r.id.clone());
+                if !prepared.token_ids {
+                    (tokens, logits) = (Vec::new(), Vec::new());
+                }
                 let agora = (receipt.is_some() || prepared.token_ids).then(|| AgoraResponse {
-                    tokens: if prepared.token_ids {
-                        tokens
-                    } else {
-                        Vec::new()
-                    },
+                    tokens,
+                    logits,
                     receipt,
                     ..Default::default()
                 });
@@ -378,14 +381,14 @@ fn stream_response(
     let token_ids = prepared.token_ids;
     let mut billing = billing;
     let events = async_stream::stream! {
-        let mut tokens = Vec::new();
+        let (mut tokens, mut logits) = (Vec::new(), Vec::new());
         let mut content = String::new();
         yield data(&chunk(Delta { role: Some("assistant".into()), content: Some(String::new()) }, None, None));
         let mut first_token_at = None;
         let mut finished = false;
         while let Some(event) = generation.next().await {
             match event {
-                Event::Token { id: token, text, logprob, .. } => {
+                Event::Token { id: token, text, logprob, logits: (logit, _) } => {
                     if first_token_at.is_none() {
                         first_token_at = Some(Instant::now());
                         provider.metrics.first_token(started.elapsed());
@@ -393,12 +396,14 @@ fn stream_response(
                     let logprobs = logprob.as_ref().map(|lp| ChoiceLogprobs {
                         content: vec![to_api_logprob(&model, token, lp)],
                     });
+                    let logit = logit_milli(logit);
                     tokens.push(token);
+                    logits.push(logit);
                     content.push_str(&text);
                     if !text.is_empty() || logprobs.is_some() || token_ids {
                         let mut c = chunk(Delta { role: None, content: Some(text) }, logprobs, None);
                         if token_ids {
-                            c.agora = Some(AgoraResponse { tokens: vec![token], ..Default::default() });
+                            c.agora = Some(AgoraResponse { tokens: vec![token], logits: vec![logit], ..Default::default() });
                         }
                         yield data(&c);
                     }
@@ -426,7 +431,7 @@ fn stream_response(
                         let mut last = chunk(Delta::default(), None, None);
                         last.choices.clear();
                         last.agora = Some(AgoraResponse {
-                            receipt: Some(b.settle(&prepared, &finish, &tokens, &content)),
+                            receipt: Some(b.settle(&prepared, &finish, &tokens, &logits, &content)),
                             ..Default::default()
                         });
                         yield data(&last);

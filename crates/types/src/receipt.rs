@@ -90,10 +90,24 @@ impl Receipt {
     }
 }
 
-/// The `response_hash` of an answer: BLAKE3 of the borsh encoding of its output token ids
-/// and its text, so a checker holding the transcript recomputes it exactly.
-pub fn response_hash(tokens: &[u32], text: &str) -> Hash {
-    Hash::of(&encode(&(tokens.to_vec(), text.to_owned())))
+/// The `response_hash` of an answer: BLAKE3 of the borsh encoding of its output token ids,
+/// the raw logit the provider's model gave each of them (in thousandths, [`logit_milli`]) and
+/// its text, so a checker holding the transcript recomputes it exactly.
+///
+/// The logits commit the provider to its model's numbers, not only to its choices: a cheaper
+/// model that happens to pick the governed model's tokens still gives them other logits.
+pub fn response_hash(tokens: &[u32], logits_milli: &[i32], text: &str) -> Hash {
+    Hash::of(&encode(&(
+        tokens.to_vec(),
+        logits_milli.to_vec(),
+        text.to_owned(),
+    )))
+}
+
+/// A raw logit in thousandths, as receipts commit to it (no floats in signed data): rounded,
+/// saturating at the `i32` range, NaN as 0.
+pub fn logit_milli(logit: f32) -> i32 {
+    (f64::from(logit) * 1000.0).round() as i32
 }
 
 impl SignedReceipt {
@@ -111,4 +125,23 @@ impl SignedReceipt {
 
 impl Wire for SignedReceipt {
     const MAX_BYTES: usize = MAX_MESSAGE_BYTES;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logits_commit_in_thousandths() {
+        assert_eq!(logit_milli(12.3456), 12_346);
+        assert_eq!(logit_milli(-0.0004), 0);
+        assert_eq!(logit_milli(-2.5), -2_500);
+        assert_eq!(logit_milli(f32::NAN), 0);
+        assert_eq!(logit_milli(1e12), i32::MAX);
+        // The hash covers every part: tokens, logits and text.
+        let base = response_hash(&[1, 2], &[10, 20], "ab");
+        assert_ne!(base, response_hash(&[1, 3], &[10, 20], "ab"));
+        assert_ne!(base, response_hash(&[1, 2], &[10, 21], "ab"));
+        assert_ne!(base, response_hash(&[1, 2], &[10, 20], "abc"));
+    }
 }

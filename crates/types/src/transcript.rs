@@ -23,6 +23,8 @@ pub struct Transcript {
     pub request: Vec<u8>,
     /// The output token ids.
     pub output_tokens: Vec<u32>,
+    /// The raw logit of each output token under the provider's model, in thousandths.
+    pub output_logits: Vec<i32>,
     /// The output text.
     pub output_text: String,
 }
@@ -51,7 +53,9 @@ impl Transcript {
         if Hash::of(&self.request) != receipt.request_hash {
             return Err(TranscriptError::RequestMismatch);
         }
-        if response_hash(&self.output_tokens, &self.output_text) != receipt.response_hash {
+        if response_hash(&self.output_tokens, &self.output_logits, &self.output_text)
+            != receipt.response_hash
+        {
             return Err(TranscriptError::ResponseMismatch);
         }
         Ok(())
@@ -88,12 +92,12 @@ mod tests {
     fn transcript() -> Transcript {
         let provider = Keypair::from_seed(b"provider");
         let request = br#"{"model":"m","messages":[]}"#.to_vec();
-        let (tokens, text) = (vec![1, 2, 3], "abc".to_string());
+        let (tokens, logits, text) = (vec![1, 2, 3], vec![15_250, -300, 9_001], "abc".to_string());
         let receipt = Receipt {
             chain_id: ChainId::new("agora-test").unwrap(),
             provider: provider.account_id(),
             request_hash: Hash::of(&request),
-            response_hash: response_hash(&tokens, &text),
+            response_hash: response_hash(&tokens, &logits, &text),
             model: Cid::of(b"model"),
             prompt_tokens: 5,
             completion_tokens: 3,
@@ -114,6 +118,7 @@ mod tests {
             receipt,
             request,
             output_tokens: tokens,
+            output_logits: logits,
             output_text: text,
         }
     }
@@ -133,6 +138,9 @@ mod tests {
         assert_eq!(t.check(), Err(TranscriptError::RequestMismatch));
         let mut t = transcript();
         t.output_tokens.pop();
+        assert_eq!(t.check(), Err(TranscriptError::ResponseMismatch));
+        let mut t = transcript();
+        t.output_logits[1] += 1;
         assert_eq!(t.check(), Err(TranscriptError::ResponseMismatch));
         let mut t = transcript();
         t.output_text.push('!');

@@ -1,6 +1,7 @@
 //! Calibrates the verifier's thresholds on honest jobs (issue 5): how close do honest answers
 //! come to each threshold when the provider's engine and the verifier's differ in thread count
-//! and batch layout?
+//! and batch layout? That includes how far the raw logits a provider commits to are from the
+//! verifier's own (the commitment test).
 //!
 //! usage: $CARGO_TARGET_DIR/release/examples/calibrate [JOBS]   (default 1000; built by
 //! `cargo test --release --workspace`)
@@ -11,7 +12,7 @@
 //! and the largest margin seen for each test is printed next to the default threshold. A
 //! default below the largest honest margin would flag honest providers.
 
-use agora_engine::{ChatMessage, Engine, EngineConfig, GenerateRequest, SamplingParams};
+use agora_engine::{Answer, ChatMessage, Engine, EngineConfig, GenerateRequest, SamplingParams};
 use agora_verifier::{check_scores, top_tokens_needed, Margins, Thresholds};
 use futures::{executor::block_on, future::join_all};
 
@@ -66,9 +67,9 @@ fn rule(job: usize) -> SamplingParams {
     }
 }
 
-async fn generate(engine: &Engine, prompt: Vec<u32>, sampling: SamplingParams) -> Vec<u32> {
+async fn generate(engine: &Engine, prompt: Vec<u32>, sampling: SamplingParams) -> Answer {
     engine
-        .generate_tokens(GenerateRequest {
+        .generate_answer(GenerateRequest {
             prompt,
             sampling,
             max_tokens: Some(MAX_TOKENS),
@@ -85,6 +86,7 @@ async fn generate(engine: &Engine, prompt: Vec<u32>, sampling: SamplingParams) -
 struct Worst {
     margins: Margins,
     z: f64,
+    logit_drift: f32,
     flagged: usize,
     forgiven: usize,
     greedy: usize,
@@ -102,6 +104,7 @@ fn main() {
         logit_epsilon: f32::INFINITY,
         pick_slack: f64::INFINITY,
         max_z: f64::INFINITY,
+        max_logit_drift: f32::INFINITY,
         near_misses: 0,
         ..Thresholds::default()
     };
@@ -121,7 +124,7 @@ fn main() {
                 (job, prompt, rule(job))
             })
             .collect();
-        let outputs: Vec<Vec<u32>> = if batched {
+        let outputs: Vec<Answer> = if batched {
             block_on(join_all(
                 batch
                     .iter()
@@ -133,27 +136,40 @@ fn main() {
                 .map(|(_, p, s)| block_on(generate(provider, p.clone(), *s)))
                 .collect()
         };
-        for ((job, prompt, sampling), output) in batch.iter().zip(outputs) {
-            if output.is_empty() {
+        for ((job, prompt, sampling), answer) in batch.iter().zip(outputs) {
+            if answer.tokens.is_empty() {
                 continue;
             }
-            let scores = block_on(verifier.score(prompt, &output, top_tokens_needed(sampling)))
-                .expect("score the answer");
+            let scores =
+                block_on(verifier.score(prompt, &answer.tokens, top_tokens_needed(sampling)))
+                    .expect("score the answer");
             // The raw margins with every threshold open, then the verdict the defaults give
             // (near misses forgiven as the defaults allow).
-            let verdict = check_scores(&scores, sampling, 0, &open);
-            let judged = check_scores(&scores, sampling, 0, &defaults);
+            let verdict = check_scores(&scores, sampling, 0, &open).with_claimed_logits(
+                &scores,
+                &answer.logits,
+                &open,
+            );
+            let judged = check_scores(&scores, sampling, 0, &defaults).with_claimed_logits(
+                &scores,
+                &answer.logits,
+                &defaults,
+            );
             let m = verdict.margins;
             worst.margins.greedy_gap = worst.margins.greedy_gap.max(m.greedy_gap);
             worst.margins.set_gap = worst.margins.set_gap.max(m.set_gap);
             worst.margins.pick_gap = worst.margins.pick_gap.max(m.pick_gap);
             worst.margins.nucleus_gap = worst.margins.nucleus_gap.max(m.nucleus_gap);
             worst.z = worst.z.max(verdict.z.unwrap_or(0.0).abs());
+            worst.logit_drift = worst.logit_drift.max(verdict.logit_drift.unwrap_or(0.0));
             let flagged = !judged.passed();
             worst.flagged += usize::from(flagged);
             worst.forgiven += usize::from(judged.margins.near_misses > 0);
             if flagged {
-                println!("flagged: job {job} {sampling:?} {m:?} z {:?}", verdict.z);
+                println!(
+                    "flagged: job {job} {sampling:?} {m:?} z {:?} logit drift {:?}",
+                    verdict.z, verdict.logit_drift
+                );
             } else if judged.margins.near_misses > 0 {
                 println!("near miss forgiven: job {job} {sampling:?} {m:?}");
             }
@@ -203,6 +219,11 @@ fn main() {
         defaults.pick_slack,
     );
     row("likelihood |z|", worst.z, defaults.max_z);
+    row(
+        "committed logits (mean)",
+        f64::from(worst.logit_drift),
+        f64::from(defaults.max_logit_drift),
+    );
     row(
         "near miss: pick (prob)",
         worst.margins.pick_gap,

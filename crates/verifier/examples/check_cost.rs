@@ -4,19 +4,19 @@
 //! usage: $CARGO_TARGET_DIR/release/examples/check_cost [TOKENS] [ROUNDS]   (default 256, 3)
 //!
 //! One engine with every core generates a `TOKENS`-token answer under each rule (greedy, top-k,
-//! top-p), then checks it with [`agora_verifier::check`] (one prefill pass plus the rule's
-//! tests); the best of `ROUNDS` of each is kept. Prints one JSON line per rule with both times
+//! top-p), then checks it with [`agora_verifier::check`] (one prefill pass, then the rule's and
+//! the committed logits' tests); the best of `ROUNDS` of each is kept. Prints one JSON line per rule with both times
 //! and `check / generate`, then the overhead at `agora_gateway::DEFAULT_VERIFY_RATE`:
 //! `rate × check / generate`, the share of serving work the network spends on checking.
 
 use std::time::Instant;
 
-use agora_engine::{ChatMessage, Engine, EngineConfig, GenerateRequest, SamplingParams};
+use agora_engine::{Answer, ChatMessage, Engine, EngineConfig, GenerateRequest, SamplingParams};
 use agora_verifier::{check, Thresholds};
 use futures::executor::block_on;
 
-fn generate(engine: &Engine, prompt: &[u32], sampling: SamplingParams, tokens: u32) -> Vec<u32> {
-    block_on(engine.generate_tokens(GenerateRequest {
+fn generate(engine: &Engine, prompt: &[u32], sampling: SamplingParams, tokens: u32) -> Answer {
+    block_on(engine.generate_answer(GenerateRequest {
         prompt: prompt.to_vec(),
         sampling,
         max_tokens: Some(tokens),
@@ -67,14 +67,22 @@ fn main() {
     let thresholds = Thresholds::default();
     let mut worst: f64 = 0.0;
     for (name, sampling) in rules {
-        let (mut generate_s, mut check_s, mut answer) = (f64::MAX, f64::MAX, Vec::new());
+        let (mut generate_s, mut check_s, mut answer) = (f64::MAX, f64::MAX, Answer::default());
         for _ in 0..rounds {
             let start = Instant::now();
             answer = generate(&engine, &prompt, sampling, tokens);
             generate_s = generate_s.min(start.elapsed().as_secs_f64());
             let start = Instant::now();
-            let verdict = block_on(check(&engine, &prompt, &answer, &sampling, 0, &thresholds))
-                .expect("check");
+            let verdict = block_on(check(
+                &engine,
+                &prompt,
+                &answer.tokens,
+                Some(&answer.logits),
+                &sampling,
+                0,
+                &thresholds,
+            ))
+            .expect("check");
             check_s = check_s.min(start.elapsed().as_secs_f64());
             assert!(
                 verdict.passed(),
@@ -85,7 +93,7 @@ fn main() {
         worst = worst.max(ratio);
         println!(
             "{{\"rule\": \"{name}\", \"threads\": {threads}, \"answer_tokens\": {}, \"generate_s\": {generate_s:.3}, \"check_s\": {check_s:.3}, \"check_over_generate\": {ratio:.3}, \"target\": 0.5}}",
-            answer.len()
+            answer.tokens.len()
         );
     }
     let rate = agora_gateway::DEFAULT_VERIFY_RATE;

@@ -7,6 +7,10 @@
 //!   is inside the declared top-k/top-p set (within ε) and is the seeded sampler's pick, except
 //!   where near-tied logits or a draw at the edge of an interval leave the pick open (floating
 //!   point differs across thread counts and batch layouts, so honest logits are only close).
+//! - **Committed logits.** The receipt commits to the raw logit the provider's model gave each
+//!   token; their mean distance from the verifier's own must stay within what floating point
+//!   explains. A cheaper model that picks the governed model's very tokens still gives them
+//!   other logits, which no test of the tokens alone can see.
 //! - **Likelihood.** For sampled answers, the surprisal Σ −ln q(token) against its expectation
 //!   under honest sampling, Σ H(q), in units of its standard deviation (a z-score), where q is
 //!   the sampling distribution after temperature, top-k and top-p. An answer written first and
@@ -59,6 +63,8 @@ pub struct Thresholds {
     pub near_miss_pick_slack: f64,
     /// The widest top-p boundary difference a near miss may have.
     pub near_miss_mass_slack: f64,
+    /// Largest mean |claimed − re-scored| raw logit over an honest answer.
+    pub max_logit_drift: f32,
 }
 
 impl Default for Thresholds {
@@ -86,6 +92,7 @@ impl Default for Thresholds {
             near_misses: 1,
             near_miss_pick_slack: 0.35,
             near_miss_mass_slack: 0.1,
+            max_logit_drift: 0.6,
         }
     }
 }
@@ -144,6 +151,11 @@ pub struct Verdict {
     pub z: Option<f64>,
     /// The |z| bound the verdict was judged against.
     pub max_z: f64,
+    /// The mean |claimed − re-scored| raw logit over the answer, when the provider's logits
+    /// were checked.
+    pub logit_drift: Option<f32>,
+    /// The drift bound the verdict was judged against.
+    pub max_logit_drift: f32,
     /// The closest calls, whatever the thresholds: what calibration reads.
     pub margins: Margins,
 }
@@ -165,9 +177,31 @@ pub struct Margins {
 }
 
 impl Verdict {
-    /// No finding, and the likelihood within bounds.
+    /// No finding, the likelihood within bounds, and the claimed logits close to the model's.
     pub fn passed(&self) -> bool {
-        self.findings.is_empty() && self.z.is_none_or(|z| z.abs() <= self.max_z)
+        self.findings.is_empty()
+            && self.z.is_none_or(|z| z.abs() <= self.max_z)
+            && self.logit_drift.is_none_or(|d| d <= self.max_logit_drift)
+    }
+
+    /// Adds the commitment test: how far the raw logits the provider claimed for its tokens
+    /// (`claimed[i]` for `scores[i]`) are, on average, from the verifier's. Positions beyond
+    /// the shorter of the two are not compared; a caller checks the counts match.
+    pub fn with_claimed_logits(
+        mut self,
+        scores: &[PositionScore],
+        claimed: &[f32],
+        thresholds: &Thresholds,
+    ) -> Self {
+        let n = scores.len().min(claimed.len());
+        let total: f64 = scores
+            .iter()
+            .zip(claimed)
+            .map(|(score, &logit)| f64::from((logit - score.logit).abs()))
+            .sum();
+        self.logit_drift = (n > 0).then(|| (total / n as f64) as f32);
+        self.max_logit_drift = thresholds.max_logit_drift;
+        self
     }
 }
 
@@ -181,11 +215,13 @@ pub enum Error {
 
 /// Runs the model over `prompt` + `output` once and checks the answer. `first_position` is the
 /// sampler position of `output[0]` (non-zero for the continuation of another provider's answer,
-/// whose tokens then end `prompt`).
+/// whose tokens then end `prompt`). `claimed_logits`, one per output token, are the raw logits
+/// the provider committed to; `None` checks the tokens alone.
 pub async fn check(
     engine: &Engine,
     prompt: &[u32],
     output: &[u32],
+    claimed_logits: Option<&[f32]>,
     sampling: &SamplingParams,
     first_position: u64,
     thresholds: &Thresholds,
@@ -193,7 +229,11 @@ pub async fn check(
     let scores = engine
         .score(prompt, output, top_tokens_needed(sampling))
         .await?;
-    Ok(check_scores(&scores, sampling, first_position, thresholds))
+    let verdict = check_scores(&scores, sampling, first_position, thresholds);
+    Ok(match claimed_logits {
+        Some(claimed) => verdict.with_claimed_logits(&scores, claimed, thresholds),
+        None => verdict,
+    })
 }
 
 /// How many top tokens per position [`check_scores`] needs under `sampling`.
@@ -235,6 +275,8 @@ pub fn check_scores(
             findings,
             z: None,
             max_z: thresholds.max_z,
+            logit_drift: None,
+            max_logit_drift: thresholds.max_logit_drift,
             margins,
         };
     }
@@ -327,6 +369,8 @@ pub fn check_scores(
         findings,
         z: Some(likelihood.z()),
         max_z: thresholds.max_z,
+        logit_drift: None,
+        max_logit_drift: thresholds.max_logit_drift,
         margins,
     }
 }

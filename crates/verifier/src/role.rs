@@ -150,6 +150,8 @@ pub struct CheckRecord {
     pub positions: usize,
     /// The likelihood z-score, for sampled answers.
     pub z: Option<f64>,
+    /// Mean distance of the committed logits from the verifier's.
+    pub logit_drift: Option<f32>,
     /// Time the check took, in milliseconds.
     pub ms: u64,
     /// Whether a challenge was submitted for it.
@@ -392,6 +394,7 @@ impl Verifier {
             reason: String::new(),
             positions: 0,
             z: None,
+            logit_drift: None,
             ms: started.elapsed().as_millis() as u64,
             challenged: false,
         };
@@ -401,6 +404,7 @@ impl Verifier {
                 lock(&self.quality).record_check(self.epoch(), provider, !fraud);
                 record.positions = check.verdict.positions;
                 record.z = check.verdict.z;
+                record.logit_drift = check.verdict.logit_drift;
                 if fraud {
                     self.counters.failed.fetch_add(1, Ordering::Relaxed);
                     record.result = "failed";

@@ -24,6 +24,13 @@ pub enum Fault {
         /// Tokens of the rendered prompt (plus any continuation).
         actual: u32,
     },
+    /// The answer commits to another number of logits than it has tokens.
+    Logits {
+        /// Logits committed to.
+        logits: usize,
+        /// Tokens in the answer.
+        tokens: usize,
+    },
     /// The receipt declares another sampling rule or seed than the request asked for.
     Sampling {
         /// What the receipt declares.
@@ -42,6 +49,12 @@ impl std::fmt::Display for Fault {
             ),
             Fault::PromptTokens { billed, actual } => {
                 write!(f, "billed {billed} prompt tokens for a prompt of {actual}")
+            }
+            Fault::Logits { logits, tokens } => {
+                write!(
+                    f,
+                    "committed to {logits} logits for an answer of {tokens} tokens"
+                )
             }
             Fault::Sampling {
                 declared,
@@ -77,6 +90,16 @@ impl TranscriptCheck {
                 "{} of {} answer tokens break the rule, first {first:?}",
                 self.verdict.findings.len(),
                 self.verdict.positions
+            ));
+        }
+        if let Some(drift) = self
+            .verdict
+            .logit_drift
+            .filter(|d| *d > self.verdict.max_logit_drift)
+        {
+            parts.push(format!(
+                "the committed logits are {drift:.2} from the model's on average, beyond {}",
+                self.verdict.max_logit_drift
             ));
         }
         if let Some(z) = self.verdict.z.filter(|z| z.abs() > self.verdict.max_z) {
@@ -151,6 +174,18 @@ pub async fn check_transcript(
             actual,
         });
     }
+    let committed = transcript.output_logits.len() == transcript.output_tokens.len();
+    if !committed {
+        faults.push(Fault::Logits {
+            logits: transcript.output_logits.len(),
+            tokens: transcript.output_tokens.len(),
+        });
+    }
+    let claimed: Vec<f32> = transcript
+        .output_logits
+        .iter()
+        .map(|&milli| milli as f32 / 1000.0)
+        .collect();
     let requested = request.sampling.declared();
     if receipt.sampling != requested {
         faults.push(Fault::Sampling {
@@ -165,6 +200,8 @@ pub async fn check_transcript(
             findings: Vec::new(),
             z: None,
             max_z: thresholds.max_z,
+            logit_drift: None,
+            max_logit_drift: thresholds.max_logit_drift,
             margins: Default::default(),
         }
     } else {
@@ -172,6 +209,7 @@ pub async fn check_transcript(
             engine,
             &prompt,
             &transcript.output_tokens,
+            committed.then_some(&claimed[..]),
             &request.sampling,
             first_position,
             thresholds,

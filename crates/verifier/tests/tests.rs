@@ -1,6 +1,6 @@
 //! The check against the default model: honest answers pass, altered ones are caught.
 
-use agora_engine::{ChatMessage, Engine, EngineConfig, GenerateRequest, SamplingParams};
+use agora_engine::{Answer, ChatMessage, Engine, EngineConfig, GenerateRequest, SamplingParams};
 use agora_verifier::{check, Finding, Thresholds};
 use futures::executor::block_on;
 
@@ -14,11 +14,11 @@ fn engine() -> Engine {
 }
 
 /// The prompt for `text` and the engine's answer under `sampling`.
-fn answer(engine: &Engine, text: &str, sampling: SamplingParams) -> (Vec<u32>, Vec<u32>) {
+fn answer(engine: &Engine, text: &str, sampling: SamplingParams) -> (Vec<u32>, Answer) {
     let prompt = engine
         .tokenize_chat(&[ChatMessage::new("user", text)])
         .unwrap();
-    let output = block_on(engine.generate_tokens(GenerateRequest {
+    let output = block_on(engine.generate_answer(GenerateRequest {
         prompt: prompt.clone(),
         sampling,
         max_tokens: Some(32),
@@ -50,14 +50,47 @@ fn honest_answers_pass_and_altered_ones_are_caught() {
     let engine = engine();
     let thresholds = Thresholds::default();
     let verify = |prompt: &[u32], output: &[u32], sampling: &SamplingParams| {
-        block_on(check(&engine, prompt, output, sampling, 0, &thresholds)).unwrap()
+        block_on(check(
+            &engine,
+            prompt,
+            output,
+            None,
+            sampling,
+            0,
+            &thresholds,
+        ))
+        .unwrap()
+    };
+    let verify_committed = |prompt: &[u32], output: &Answer, sampling: &SamplingParams| {
+        let claimed = Some(&output.logits[..]);
+        block_on(check(
+            &engine,
+            prompt,
+            &output.tokens,
+            claimed,
+            sampling,
+            0,
+            &thresholds,
+        ))
+        .unwrap()
     };
     for text in PROMPTS {
         // Greedy: the honest answer passes; one token swapped for an unlikely one is found.
         let greedy = SamplingParams::greedy();
-        let (prompt, output) = answer(&engine, text, greedy);
-        let verdict = verify(&prompt, &output, &greedy);
+        let (prompt, committed) = answer(&engine, text, greedy);
+        let verdict = verify_committed(&prompt, &committed, &greedy);
         assert!(verdict.passed(), "honest greedy answer: {verdict:?}");
+        assert!(verdict.logit_drift.is_some(), "{verdict:?}");
+        // The same tokens with other logits (another model's numbers): only the commitment
+        // test can tell, and it does.
+        let mut shifted = committed.clone();
+        for (i, logit) in shifted.logits.iter_mut().enumerate() {
+            *logit += if i % 2 == 0 { 1.0 } else { -1.0 };
+        }
+        let verdict = verify_committed(&prompt, &shifted, &greedy);
+        assert!(verdict.findings.is_empty(), "{verdict:?}");
+        assert!(!verdict.passed(), "other logits: {verdict:?}");
+        let output = committed.tokens;
         let mut altered = output.clone();
         altered[5] = engine.tokenize(" zebra")[0];
         let verdict = verify(&prompt, &altered, &greedy);
@@ -66,10 +99,14 @@ fn honest_answers_pass_and_altered_ones_are_caught() {
 
         // Sampled: the honest answer passes; claimed under another seed, it does not.
         let rule = sampled(7);
-        let (prompt, output) = answer(&engine, text, rule);
-        let verdict = verify(&prompt, &output, &rule);
-        println!("{text}: sampled z = {:?}", verdict.z);
+        let (prompt, committed) = answer(&engine, text, rule);
+        let verdict = verify_committed(&prompt, &committed, &rule);
+        println!(
+            "{text}: sampled z = {:?}, logit drift {:?}",
+            verdict.z, verdict.logit_drift
+        );
         assert!(verdict.passed(), "honest sampled answer: {verdict:?}");
+        let output = committed.tokens;
         let verdict = verify(&prompt, &output, &sampled(8));
         assert!(
             verdict

@@ -40,9 +40,14 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             "the transcript's request does not hash to the receipt's request_hash"
         );
         let tokens: Vec<u32> = serde_json::from_value(transcript["output_tokens"].clone())?;
+        let logits: Vec<i32> = match transcript.get("output_logits") {
+            Some(logits) => serde_json::from_value(logits.clone())?,
+            None => Vec::new(),
+        };
         let text = transcript["output_text"].as_str().unwrap_or_default();
         anyhow::ensure!(
-            agora_types::receipt::response_hash(&tokens, text) == signed.receipt.response_hash,
+            agora_types::receipt::response_hash(&tokens, &logits, text)
+                == signed.receipt.response_hash,
             "the transcript's output does not hash to the receipt's response_hash"
         );
     }
