@@ -24,7 +24,7 @@ echo "== detection table ($CHEAT_JOBS jobs per cheat, $HONEST_JOBS honest)"
 AGORA_DETECTION_JOBS="$CHEAT_JOBS" AGORA_DETECTION_HONEST_JOBS="$HONEST_JOBS" \
     cargo test --release --locked --workspace --test tests -- --nocapture --exact \
     verification::every_cheater_is_caught_and_no_honest_answer_is_flagged 2>&1 |
-    grep -E '^(provider|honest|canned answer|truncated, billed in full|forged, prefilled|requantized to Q2_K|another model) +[0-9]+ +[0-9]+$|^provider +jobs|job [0-9]+ passed|^honest job|test result' |
+    grep -E '^(provider|honest|canned answer|truncated, billed in full|forged, prefilled|requantized to Q2_K|another model)( +[0-9]+){3} +[0-9.inf]+-[0-9.inf]+ *$|^provider +jobs|job [0-9]+ passed|^honest job|test result' |
     awk '!seen[$0]++' || true
 
 echo "== calibration ($CALIBRATION_JOBS honest jobs)"

@@ -152,11 +152,12 @@ async fn every_cheater_is_caught_and_no_honest_answer_is_flagged() {
     let thresholds = Thresholds::default();
     let mut wrong = false;
     let mut table = vec![format!(
-        "{:<28} {:>5} {:>8} {:>10}",
-        "provider", "jobs", "flagged", "by logits"
+        "{:<28} {:>5} {:>8} {:>10} {:>13}",
+        "provider", "jobs", "flagged", "by logits", "logit drift"
     )];
     for ((label, _), provider) in behaviours.iter().zip(&network.providers) {
         let (mut flagged, mut by_logits) = (0, 0);
+        let (mut least, mut most) = (f32::INFINITY, 0f32);
         let jobs = if *label == "honest" {
             honest_jobs
         } else {
@@ -170,6 +171,9 @@ async fn every_cheater_is_caught_and_no_honest_answer_is_flagged() {
                 .await
                 .unwrap();
             // The commitment test alone: the committed logits against the verifier's.
+            if let Some(drift) = check.verdict.logit_drift {
+                (least, most) = (least.min(drift), most.max(drift));
+            }
             if check
                 .verdict
                 .logit_drift
@@ -188,7 +192,7 @@ async fn every_cheater_is_caught_and_no_honest_answer_is_flagged() {
             }
         }
         table.push(format!(
-            "{label:<28} {jobs:>5} {flagged:>8} {by_logits:>10}"
+            "{label:<28} {jobs:>5} {flagged:>8} {by_logits:>10} {least:>6.2}-{most:<6.2}"
         ));
         let expected = if *label == "honest" { 0 } else { jobs };
         wrong |= flagged != expected;
