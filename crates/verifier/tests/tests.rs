@@ -122,3 +122,94 @@ fn honest_answers_pass_and_altered_ones_are_caught() {
         assert!(!verdict.passed(), "canned answer: {verdict:?}");
     }
 }
+
+/// A transcript for `body`, answered honestly by `engine`, whose receipt commits to `logits`
+/// (the honest ones, transformed by `commit`) and is signed by a test provider.
+fn transcript(
+    engine: &Engine,
+    body: &str,
+    commit: impl Fn(Vec<i32>) -> Vec<i32>,
+) -> agora_types::Transcript {
+    use agora_types::{receipt, ChainId, Hash, Keypair};
+    let plan = agora_api::plan::plan_body(body.as_bytes()).unwrap();
+    let request = engine.request_for(&plan).unwrap();
+    let prompt_tokens = request.prompt.len() as u32;
+    let sampling = request.sampling.declared();
+    let answer = block_on(engine.generate_answer(request)).unwrap();
+    let text = engine.detokenize(&answer.tokens);
+    let logits = commit(
+        answer
+            .logits
+            .iter()
+            .map(|&l| receipt::logit_milli(l))
+            .collect(),
+    );
+    let provider = Keypair::from_seed(b"provider");
+    let signed = receipt::Receipt {
+        chain_id: ChainId::new("agora-test").unwrap(),
+        provider: provider.account_id(),
+        request_hash: Hash::of(body.as_bytes()),
+        response_hash: receipt::response_hash(&answer.tokens, &logits, &text),
+        model: agora_store::default_model::cid(),
+        prompt_tokens,
+        completion_tokens: answer.tokens.len() as u32,
+        sampling,
+        price_in: 1,
+        price_out: 1,
+        payer: Keypair::from_seed(b"payer").account_id(),
+        voucher_amount: 100,
+        timestamp_ms: 0,
+    }
+    .sign(&provider);
+    agora_types::Transcript {
+        receipt: signed,
+        request: body.as_bytes().to_vec(),
+        output_tokens: answer.tokens,
+        output_logits: logits,
+        output_text: text,
+    }
+}
+
+#[test]
+fn a_receipt_is_held_to_the_logits_it_commits_to() {
+    use agora_verifier::{check_transcript, Fault};
+    let engine = engine();
+    let cid = agora_store::default_model::cid();
+    let thresholds = Thresholds::default();
+    let body = r#"{"model":"SmolLM2-135M-Instruct","messages":[{"role":"user","content":"Name three colours."}],"temperature":0,"max_tokens":12}"#;
+    let judge = |t: &agora_types::Transcript| {
+        assert_eq!(
+            t.check(),
+            Ok(()),
+            "the test transcript must stand for its receipt"
+        );
+        block_on(check_transcript(&engine, cid, t, &thresholds)).unwrap()
+    };
+
+    let honest = judge(&transcript(&engine, body, |logits| logits));
+    assert!(!honest.fraud(), "honest: {}", honest.reason());
+    assert!(honest.verdict.logit_drift.is_some_and(|d| d < 0.6));
+
+    // The same tokens, committed with logits a point off: fraud, on the logits alone.
+    let off = judge(&transcript(&engine, body, |logits| {
+        logits.into_iter().map(|l| l + 1000).collect()
+    }));
+    assert!(off.fraud() && off.faults.is_empty() && off.verdict.findings.is_empty());
+    assert!(
+        off.reason().contains("committed logits"),
+        "{}",
+        off.reason()
+    );
+
+    // One logit fewer than tokens: the commitment itself is malformed.
+    let short = judge(&transcript(&engine, body, |mut logits| {
+        logits.pop();
+        logits
+    }));
+    assert!(short.fraud());
+    assert!(
+        matches!(short.faults[..], [Fault::Logits { logits, tokens }] if logits + 1 == tokens),
+        "{:?}",
+        short.faults
+    );
+}
