@@ -68,6 +68,7 @@ fn main() {
     let mut worst: f64 = 0.0;
     for (name, sampling) in rules {
         let (mut generate_s, mut check_s, mut answer) = (f64::MAX, f64::MAX, Answer::default());
+        let mut drift: f32 = 0.0;
         for _ in 0..rounds {
             let start = Instant::now();
             answer = generate(&engine, &prompt, sampling, tokens);
@@ -84,6 +85,7 @@ fn main() {
             ))
             .expect("check");
             check_s = check_s.min(start.elapsed().as_secs_f64());
+            drift = drift.max(verdict.logit_drift.unwrap_or(0.0));
             assert!(
                 verdict.passed(),
                 "{name}: an honest answer failed: {verdict:?}"
@@ -92,7 +94,7 @@ fn main() {
         let ratio = check_s / generate_s;
         worst = worst.max(ratio);
         println!(
-            "{{\"rule\": \"{name}\", \"threads\": {threads}, \"answer_tokens\": {}, \"generate_s\": {generate_s:.3}, \"check_s\": {check_s:.3}, \"check_over_generate\": {ratio:.3}, \"target\": 0.5}}",
+            "{{\"rule\": \"{name}\", \"threads\": {threads}, \"answer_tokens\": {}, \"generate_s\": {generate_s:.3}, \"check_s\": {check_s:.3}, \"check_over_generate\": {ratio:.3}, \"target\": 0.5, \"logit_drift\": {drift:.3}}}",
             answer.tokens.len()
         );
     }
