@@ -211,16 +211,22 @@ impl Sim {
         self.running[i] = Some(handle);
     }
 
+    /// Validator `i`'s simplex signing scheme over the genesis set (epoch 0's participants; the
+    /// fifth node is not one of them).
+    fn genesis_signer(&self, i: usize) -> simplex::scheme::ed25519::Scheme {
+        let participants = Set::try_from(self.public[..VALIDATORS].to_vec()).unwrap();
+        simplex::scheme::ed25519::Scheme::signer(
+            consensus::NAMESPACE,
+            participants,
+            node::consensus_key(&self.keys[i]),
+        )
+        .expect("signer")
+    }
+
     /// Starts validator 0 as the library's equivocator: it proposes different
     /// digests to different validators.
     async fn start_equivocator(&mut self) {
-        let participants = Set::try_from(self.public.clone()).unwrap();
-        let scheme = simplex::scheme::ed25519::Scheme::signer(
-            consensus::NAMESPACE,
-            participants,
-            node::consensus_key(&self.keys[0]),
-        )
-        .expect("signer");
+        let scheme = self.genesis_signer(0);
         let channels = self.channels(0).await;
         // Honest nodes run epoch 0's simplex on subchannel 0 of each channel.
         let subchannel = |(sender, receiver)| {
@@ -970,13 +976,7 @@ fn a_proposer_of_wrong_state_roots_is_refused_and_blocked() {
 
 /// Starts validator 0 as one of the library's byzantine voters over epoch 0's subchannel.
 async fn start_byzantine_voter(sim: &mut Sim, kind: &str) {
-    let participants = Set::try_from(sim.public[..VALIDATORS].to_vec()).unwrap();
-    let scheme = simplex::scheme::ed25519::Scheme::signer(
-        consensus::NAMESPACE,
-        participants,
-        node::consensus_key(&sim.keys[0]),
-    )
-    .expect("signer");
+    let scheme = sim.genesis_signer(0);
     let channels = sim.channels(0).await;
     let (muxer, mut votes) =
         Muxer::new(sim.context.child("mux"), channels.votes.0, channels.votes.1);
