@@ -220,12 +220,6 @@ pub fn log_z_and_entropy(logits: &[f32]) -> (f32, f32) {
     (max + z.ln(), z.ln() - s / z)
 }
 
-/// Natural-log softmax of `logits`.
-pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
-    let (log_z, _) = log_z_and_entropy(logits);
-    logits.iter().map(|&l| l - log_z).collect()
-}
-
 /// The `n` highest-logit token ids, highest first, ties by id.
 pub fn top_n(logits: &[f32], n: usize) -> Vec<u32> {
     let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
@@ -315,26 +309,29 @@ mod tests {
         let logits: Vec<f32> = (0..1000)
             .map(|i| ((i * 37) % 101) as f32 / 7.0 - 5.0)
             .collect();
-        let lp = log_softmax(&logits);
-        let entropy: f64 = -lp
+        // The definitions, in f64 and in separate passes.
+        let reference_log_z = logits.iter().map(|&l| f64::from(l).exp()).sum::<f64>().ln();
+        let lp: Vec<f64> = logits
             .iter()
-            .map(|&l| f64::from(l).exp() * f64::from(l))
-            .sum::<f64>();
+            .map(|&l| f64::from(l) - reference_log_z)
+            .collect();
+        let entropy: f64 = -lp.iter().map(|&l| l.exp() * l).sum::<f64>();
         let (log_z, one_pass) = log_z_and_entropy(&logits);
         assert!(
             (f64::from(one_pass) - entropy).abs() < 1e-3,
             "{one_pass} vs {entropy}"
         );
-        assert!((logits[3] - log_z - lp[3]).abs() < 1e-5);
+        assert!((f64::from(logits[3] - log_z) - lp[3]).abs() < 1e-5);
         // A certain token: entropy 0, log-probability 0.
         let (log_z, entropy) = log_z_and_entropy(&[0.0, 200.0, -50.0]);
         assert!((200.0 - log_z).abs() < 1e-5 && entropy.abs() < 1e-5);
     }
 
     #[test]
-    fn log_softmax_normalizes_and_top_n_ranks() {
-        let lp = log_softmax(&[1.0, 2.0, 3.0]);
-        let total: f32 = lp.iter().map(|l| l.exp()).sum();
+    fn the_normalizer_normalizes_and_top_n_ranks() {
+        let logits = [1.0, 2.0, 3.0];
+        let (log_z, _) = log_z_and_entropy(&logits);
+        let total: f32 = logits.iter().map(|l| (l - log_z).exp()).sum();
         assert!((total - 1.0).abs() < 1e-5);
         assert_eq!(top_n(&[1.0, 3.0, 2.0, 3.0], 3), [1, 3, 2]);
         assert!(top_n(&[], 3).is_empty());
